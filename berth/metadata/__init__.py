@@ -1,0 +1,1 @@
+"""Metadata: the SQLite database that is the truth for records."""
