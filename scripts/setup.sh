@@ -30,7 +30,21 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import berth' 2>/dev/null
   touch .venv/.installed
 fi
 
-for ep in berth berthd berth-runtime; do
-  ln -sf "$ROOT/.venv/bin/$ep" "/usr/local/bin/$ep"
+# Entry points: small wrappers that start the real interpreter with -I -S (no site processing,
+# ~10 ms faster than pip's console scripts) and put berth and the venv's packages on sys.path.
+SITE=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+mkdir -p .venv/berth-bin
+for spec in berth:berth.cli.main berthd:berth.engine.daemon berth-runtime:berth.runtime.cli; do
+  ep=${spec%%:*}; mod=${spec#*:}
+  cat > ".venv/berth-bin/$ep" <<PYEOF
+#!$ROOT/.venv/bin/python -I -S
+import sys
+sys.path[:0] = ["$ROOT"]
+sys.path.append("$SITE")
+from $mod import main
+sys.exit(main())
+PYEOF
+  chmod 755 ".venv/berth-bin/$ep"
+  ln -sf "$ROOT/.venv/berth-bin/$ep" "/usr/local/bin/$ep"
 done
 echo "setup: ok ($(.venv/bin/python --version), entry points in /usr/local/bin)"
