@@ -351,7 +351,9 @@ def parse_config(data: bytes) -> ImageConfig:
             _digest.validate(d)
         except InvalidArgument:
             raise InvalidArgument(f"invalid image config: bad diff_id {d!r}") from None
-    cfg = obj.get("config") or {}
+    cfg = obj.get("config")
+    if cfg is None:
+        cfg = {}
     if not isinstance(cfg, dict):
         raise InvalidArgument("invalid image config: config must be an object")
     for key in ("Env", "Cmd", "Entrypoint"):
