@@ -144,3 +144,31 @@ def test_exec_and_monitor_survives_without_clients(tmp_path, job_env, runtime):
     os.kill(init_pid, 9)
     w = _read_line(_request(sock, {"op": "wait"}))
     assert w["exit_code"] == 137
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_fork_server_starts_detached_monitors(tmp_path, job_env, runtime):
+    from dataclasses import asdict
+
+    from berth.engine.forkserver import ForkServerClient
+
+    rt_root, state, cid = job_env
+    bundle = _bundle(tmp_path, ["sh", "-c", "echo via-forkserver"])
+    job = Job(id=cid, bundle=bundle, state_dir=str(state), runtime=runtime, runtime_root=str(rt_root),
+              log_path=str(state / "log.json"))
+    fs = ForkServerClient()
+    try:
+        report = fs.spawn_sync(asdict(job))
+        assert report["ok"], report
+        server_pid = fs._proc.pid
+    finally:
+        fs.close()
+    # the monitor outlives the fork server and is not its child
+    mon = json.loads((state / "monitor.json").read_text())
+    assert mon["pid"] != server_pid and os.path.exists(f"/proc/{mon['pid']}")
+    sock = str(state / "monitor.sock")
+    att = _request(sock, {"op": "attach", "stdout": True, "stderr": True})
+    assert _read_line(att)["ok"]
+    assert _read_line(_request(sock, {"op": "start"}))["ok"]
+    out, info = _read_frames(att)
+    assert out[1] == b"via-forkserver\n" and info["StatusCode"] == 0
