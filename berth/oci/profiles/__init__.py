@@ -1,0 +1,1 @@
+"""Data files: Docker's default seccomp profile (seccomp_default.json)."""
