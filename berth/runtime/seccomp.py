@@ -82,6 +82,7 @@ _ARG_KEYS = {"index", "value", "valueTwo", "op"}
 _DOCKER_ONLY = {"archMap", "includes", "excludes", "name"}
 
 _SCMP_FLTATR_CTL_NNP = 3
+_SCMP_FLTATR_API_SYSRAWRC = 9  # report the kernel's errno instead of ECANCELED
 _NR_SCMP_ERROR = -1
 _U64 = (1 << 64) - 1
 _PREFIX = "linux.seccomp"
@@ -244,6 +245,7 @@ def _build(profile: dict) -> int:
         raise BerthError("seccomp: seccomp_init failed")
     try:
         _rc(lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_NNP, 0), "clear the NNP attribute")
+        _rc(lib.seccomp_attr_set(ctx, _SCMP_FLTATR_API_SYSRAWRC, 1), "ask for raw return codes")
         for i, arch in enumerate(profile.get("architectures") or []):
             rc = lib.seccomp_arch_add(ctx, ARCHITECTURES[arch])
             if rc == -errno.EEXIST:
