@@ -92,6 +92,11 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _list(obj: dict, key: str) -> Any:
+    value = obj.get(key)
+    return [] if value is None else value
+
+
 def _check_action(where: str, action: Any, errno_ret: Any, errno_field: str) -> None:
     if action not in ACTIONS:
         raise InvalidArgument(f"{where}: unknown action {action!r}")
@@ -121,13 +126,13 @@ def validate(profile: dict) -> None:
                   f"{_PREFIX}.defaultErrnoRet")
     if profile.get("listenerPath"):
         raise InvalidArgument(f"{_PREFIX}.listenerPath: seccomp notify listeners are not supported")
-    arches = profile.get("architectures") or []
+    arches = _list(profile, "architectures")
     if not isinstance(arches, list):
         raise InvalidArgument(f"{_PREFIX}.architectures: must be a list")
     for i, arch in enumerate(arches):
         if arch not in ARCHITECTURES:
             raise InvalidArgument(f"{_PREFIX}.architectures[{i}]: unknown architecture {arch!r}")
-    flags = profile.get("flags") or []
+    flags = _list(profile, "flags")
     if not isinstance(flags, list):
         raise InvalidArgument(f"{_PREFIX}.flags: must be a list")
     for i, flag in enumerate(flags):
@@ -135,7 +140,7 @@ def validate(profile: dict) -> None:
             raise InvalidArgument(f"{_PREFIX}.flags[{i}]: unknown flag {flag!r}")
         if FLAGS[flag] is None:
             raise InvalidArgument(f"{_PREFIX}.flags[{i}]: {flag} is not supported by libseccomp 2.5")
-    rules = profile.get("syscalls") or []
+    rules = _list(profile, "syscalls")
     if not isinstance(rules, list):
         raise InvalidArgument(f"{_PREFIX}.syscalls: must be a list")
     for i, rule in enumerate(rules):
@@ -160,7 +165,7 @@ def _validate_rule(where: str, rule: Any) -> None:
     if "action" not in rule:
         raise InvalidArgument(f"{where}.action: required")
     _check_action(f"{where}.action", rule["action"], rule.get("errnoRet"), f"{where}.errnoRet")
-    args = rule.get("args") or []
+    args = _list(rule, "args")
     if not isinstance(args, list):
         raise InvalidArgument(f"{where}.args: must be a list")
     for k, arg in enumerate(args):
