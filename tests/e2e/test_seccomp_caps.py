@@ -145,6 +145,7 @@ def test_no_filter_lets_the_same_calls_reach_the_kernel(tmp_path):
     out = run_probe(tmp_path)
     assert out["status"]["Seccomp"] == "0"
     assert out["unshare_newns"] == "ok"
+    assert out["mount"] == "ok"  # inside the probe's private mount namespace only
     assert out["clone3"] == "EINVAL"
     assert out["clone_newuts"] == "EINVAL"
     assert out["personality_addr_no_randomize"] == "ok"
