@@ -6,7 +6,7 @@ from berth.content import ContentStore
 from berth.errors import Conflict, InvalidArgument, NotFound
 from berth.images.store import ImageStore, parse_time, rfc3339
 from berth.metadata.db import Database
-from tests.unit.images_util import make_image
+from tests.unit.test_images_util import make_image
 
 
 @pytest.fixture
