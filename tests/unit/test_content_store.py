@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import multiprocessing
 import os
@@ -315,3 +316,23 @@ def test_verify_quarantines_corrupt_blob(tmp_path):
         f.write(b"!")
     assert store.verify_all() == [bad2]
     assert blobs(store) == [good]
+
+
+@pytest.mark.root
+def test_disk_full_leaves_nothing(tmp_path, no_leaked_mounts):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    try:
+        store = ContentStore(str(mnt / "cs"))
+        data = os.urandom(2 << 20)
+        with pytest.raises(OSError) as ei:
+            with store.writer("big", sha256(data), len(data)) as w:
+                for off in range(0, len(data), 256 << 10):
+                    w.write(data[off:off + (256 << 10)])
+                w.commit()
+        assert ei.value.errno == errno.ENOSPC
+        assert blobs(store) == [] and ingests(store) == []
+        assert store.write_bytes(b"small still fits") == sha256(b"small still fits")
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

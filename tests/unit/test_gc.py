@@ -254,3 +254,25 @@ def test_failing_snapshot_removal_is_recorded_and_sweep_continues(store, caplog)
     assert set(sn.snaps) == {"a1", "a2", "busy"}
     assert len(res.errors) == 3  # busy (EBUSY), then a2 and a1 (children remain)
     assert "busy" in caplog.text
+
+
+def test_with_real_vfs_snapshotter(store, tmp_path):
+    from berth.snapshots import open_snapshotter
+
+    db = Database(str(tmp_path / "snap.db"))
+    try:
+        sn = open_snapshotter(str(tmp_path / "snapshots"), db, "vfs")
+        for key, parent in (("l1", ""), ("l2", "l1"), ("x1", ""), ("x2", "x1")):
+            sn.prepare(key + "-tmp", parent)
+            with open(os.path.join(sn.upper_dir(key + "-tmp"), "f"), "wb") as f:
+                f.write(b"y" * 1000)
+            sn.commit(key, key + "-tmp")
+        sn.prepare("ctr", "l2")
+        sn.prepare("dead", "x2")
+        res = collect(store, sn, blob_roots=[], snapshot_roots=["ctr"])
+        assert res.errors == []
+        assert set(res.removed_snapshots) == {"x1", "x2", "dead"}
+        assert {i.key for i in sn.walk()} == {"l1", "l2", "ctr"}
+        assert res.reclaimed_bytes >= 2000
+    finally:
+        db.close()
