@@ -1,0 +1,79 @@
+"""Crash and failure staging: a failed create leaves no record and no directory."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from berth.metadata.db import Database
+from berth.snapshots import vfs
+
+
+class _Boom(Exception):
+    pass
+
+
+@pytest.fixture
+def snap(tmp_path):
+    db = Database(str(tmp_path / "meta.db"))
+    s = vfs.VfsSnapshotter(str(tmp_path / "root"), db)
+    yield s
+    db.close()
+
+
+def test_failed_populate_leaves_nothing(snap, monkeypatch):
+    def boom(stage, parent, kind):
+        os.mkdir(os.path.join(stage, "fs"))
+        raise _Boom()
+
+    monkeypatch.setattr(snap, "_populate", boom)
+    with pytest.raises(_Boom):
+        snap.prepare("a")
+    assert list(snap.walk()) == [] and os.listdir(snap.dir) == []
+
+
+def test_failure_after_rename_rolls_back(snap, monkeypatch):
+    """The row insert and the rename share one transaction: an error after both undoes both."""
+    real_rename = os.rename
+
+    def rename_then_fail(src, dst):
+        real_rename(src, dst)
+        if os.path.basename(src).startswith(".new-"):
+            raise _Boom()
+
+    monkeypatch.setattr(os, "rename", rename_then_fail)
+    with pytest.raises(_Boom):
+        snap.prepare("a")
+    monkeypatch.undo()
+    assert list(snap.walk()) == []
+    assert os.listdir(snap.dir) == []
+    snap.prepare("a")  # and the name is free again
+    assert snap.stat("a").kind == "active"
+
+
+def test_crash_between_rename_and_commit_is_cleaned(snap, tmp_path):
+    """Simulate the crash: a directory named like an id with no row; the id is then reused."""
+    snap.prepare("a")
+    sid = int(os.path.basename(os.path.dirname(snap.upper_dir("a"))))
+    stray = os.path.join(snap.dir, str(sid + 1))
+    os.makedirs(os.path.join(stray, "fs"))
+    open(os.path.join(stray, "fs", "junk"), "w").close()
+    # the next insert gets id sid+1 and must replace the stray dir, not fail or merge
+    snap.prepare("b")
+    assert snap.upper_dir("b") == os.path.join(stray, "fs")
+    assert os.listdir(snap.upper_dir("b")) == []
+    assert snap.cleanup() == []
+
+
+def test_concurrent_instances_do_not_collide(tmp_path):
+    db = Database(str(tmp_path / "meta.db"))
+    one = vfs.VfsSnapshotter(str(tmp_path / "root"), db)
+    two = vfs.VfsSnapshotter(str(tmp_path / "root"), db)
+    one.prepare("a")
+    from berth.errors import AlreadyExists
+
+    with pytest.raises(AlreadyExists):
+        two.prepare("a")
+    assert [i.key for i in two.walk()] == ["a"]
+    db.close()
