@@ -190,6 +190,9 @@ class DirSnapshotter:
                 removed.append(path)
         for path in trash:
             self._destroy(path)
+        for rec in self.records.all():  # a crash between a commit's record and its freeze
+            if rec.kind == COMMITTED:
+                self._freeze(rec)
         return removed
 
     # ---- internals ---------------------------------------------------------------------------

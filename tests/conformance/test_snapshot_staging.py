@@ -77,3 +77,38 @@ def test_concurrent_instances_do_not_collide(tmp_path):
         two.prepare("a")
     assert [i.key for i in two.walk()] == ["a"]
     db.close()
+
+
+def test_racing_prepares_one_wins(tmp_path):
+    """Threads with their own connections race for one key: exactly one record, no stray dirs."""
+    import threading
+
+    from berth.errors import AlreadyExists
+
+    db = Database(str(tmp_path / "meta.db"))
+    base = vfs.VfsSnapshotter(str(tmp_path / "root"), db)
+    base.prepare("p")
+    with open(os.path.join(base.upper_dir("p"), "f"), "w") as f:
+        f.write("x" * 4096)
+    base.commit("P", "p")
+    results: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def worker() -> None:
+        s = vfs.VfsSnapshotter(str(tmp_path / "root"), db)
+        barrier.wait()
+        try:
+            s.prepare("same", "P")
+            results.append("ok")
+        except AlreadyExists:
+            results.append("exists")
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["exists"] * 3 + ["ok"]
+    assert sorted(os.listdir(base.dir)) == sorted(
+        os.path.basename(os.path.dirname(base.upper_dir(k))) for k in ("P", "same"))
+    db.close()
