@@ -18,6 +18,11 @@ from berth.snapshots.base import ACTIVE
 from berth.snapshots.driver import DirSnapshotter
 from berth.snapshots.records import Record
 
+# Keep every change inside the upper dir as plain files, whiteouts and opaque dirs, whatever the
+# kernel's defaults: metacopy would leave data-less files in the upper dir and redirect_dir would
+# record directory renames as xattrs; neither can be expressed in an OCI layer diff.
+DIFFABLE_OPTIONS = ("index=off", "metacopy=off", "redirect_dir=off")
+
 
 class OverlaySnapshotter(DirSnapshotter):
     """The default driver wherever the kernel can mount overlayfs on the data root."""
@@ -44,7 +49,7 @@ class OverlaySnapshotter(DirSnapshotter):
                 return [Mount("bind", upper, ["bind", "rw"])]
             lowers = self._chain_dirs(rec.parent_id)
             return [Mount("overlay", "overlay", [
-                "index=off",
+                *DIFFABLE_OPTIONS,
                 "lowerdir=" + ":".join(lowers),
                 f"upperdir={upper}",
                 f"workdir={os.path.join(self._path(rec.id), 'work')}",

@@ -319,6 +319,29 @@ def check_whiteouts(make: SnapshotterFactory, tmp: str) -> None:
 
 
 @_check(needs_mount=True)
+def check_changes_stay_in_upper(make: SnapshotterFactory, tmp: str) -> None:
+    """A renamed lower dir and a chmod'ed lower file land in the upper dir as full, plain files."""
+    s = make()
+    _layer(s, "base", "", {"olddir/file": "content", "meta": "m"})
+    s.prepare("c", "base")
+    with mounted(s.mounts("c"), tmp) as m:
+        # with redirect_dir=off overlay answers EXDEV and the copy happens as mv does it
+        shutil.move(os.path.join(m, "olddir"), os.path.join(m, "newdir"))
+        os.chmod(os.path.join(m, "meta"), 0o600)
+    up = s.upper_dir("c")
+    assert _read(os.path.join(up, "newdir/file")) == "content"
+    assert _read(os.path.join(up, "meta")) == "m", "metadata-only copy-up: the data is not in the upper dir"
+    assert stat.S_IMODE(os.lstat(os.path.join(up, "meta")).st_mode) == 0o600
+    if s.whiteout_mode == "overlay":
+        st = os.lstat(os.path.join(up, "olddir"))
+        assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+        for path in (os.path.join(up, "newdir"), os.path.join(up, "meta")):
+            assert not [x for x in os.listxattr(path) if x.startswith("trusted.overlay.")], path
+    else:
+        assert not os.path.lexists(os.path.join(up, "olddir"))
+
+
+@_check(needs_mount=True)
 def check_copy_keeps_metadata(make: SnapshotterFactory, tmp: str) -> None:
     """Ownership, modes, xattrs, hardlinks, symlinks, devices and fifos reach a child intact."""
     s = make()
