@@ -9,6 +9,7 @@ record knows, which ``cleanup()`` removes. Removal deletes the row first, then t
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import threading
@@ -29,6 +30,8 @@ from berth.snapshots.base import (
 )
 from berth.snapshots.records import Record, Records
 from berth.sys import linux
+
+log = logging.getLogger(__name__)
 
 _STAGE = ".new-"
 _TRASH = ".rm-"
@@ -142,10 +145,13 @@ class DirSnapshotter:
                     raise Conflict(f"snapshot {key!r} has {len(kids)} child snapshot(s), e.g. {kids[0]!r}")
                 self.records.delete(rec.id)
             path = self._path(rec.id)
-            if os.path.lexists(path):
-                trash = os.path.join(self.dir, f"{_TRASH}{os.getpid()}-{secrets.token_hex(6)}")
-                os.rename(path, trash)
-                self._destroy(trash)
+            try:
+                if os.path.lexists(path):
+                    trash = os.path.join(self.dir, f"{_TRASH}{os.getpid()}-{secrets.token_hex(6)}")
+                    os.rename(path, trash)
+                    self._destroy(trash)
+            except OSError as e:  # the record is gone; cleanup() removes the rest later
+                log.warning("snapshot %s removed, but not its directory %s: %s", key, path, e)
 
     def cleanup(self) -> list[str]:
         """Drop records whose directory is gone and remove directories no record knows.
