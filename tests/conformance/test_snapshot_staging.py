@@ -112,3 +112,52 @@ def test_racing_prepares_one_wins(tmp_path):
     assert sorted(os.listdir(base.dir)) == sorted(
         os.path.basename(os.path.dirname(base.upper_dir(k))) for k in ("P", "same"))
     db.close()
+
+
+_CRASH_CHILD = r"""
+import os, sys
+from berth.metadata.db import Database
+from berth.snapshots import vfs, fsutil
+root, dbpath, point = sys.argv[1:4]
+s = vfs.VfsSnapshotter(root, Database(dbpath))
+real_rename, real_fsync_dir = os.rename, fsutil.fsync_dir
+def rename(src, dst):
+    real_rename(src, dst)
+    if point == "after-rename" and os.path.basename(src).startswith(".new-"):
+        os._exit(9)  # the row is inserted, the dir renamed, the transaction not committed
+def fsync_dir(path):
+    if point == "after-commit":
+        os._exit(9)
+    real_fsync_dir(path)
+os.rename = rename
+fsutil.fsync_dir = fsync_dir
+s.prepare("crashy")
+"""
+
+
+@pytest.mark.parametrize("point,survives", [("after-rename", False), ("after-commit", True)])
+def test_real_crash_leaves_stray_dir_or_complete_snapshot(tmp_path, point, survives):
+    """A process killed mid-prepare: either no row and a stray dir cleanup() removes, or a snapshot."""
+    import subprocess
+    import sys
+
+    root, dbpath = str(tmp_path / "root"), str(tmp_path / "meta.db")
+    proc = subprocess.run([sys.executable, "-c", _CRASH_CHILD, root, dbpath, point],
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+                          capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    db = Database(dbpath)
+    s = vfs.VfsSnapshotter(root, db)
+    snaps = os.listdir(s.dir)
+    assert len(snaps) == 1 and snaps[0].isdigit(), snaps
+    if survives:
+        assert s.stat("crashy").kind == "active"
+        assert s.cleanup() == []
+        assert os.path.isdir(s.upper_dir("crashy"))
+    else:
+        assert list(s.walk()) == []
+        assert s.cleanup() == [os.path.join(s.dir, snaps[0])]
+        assert os.listdir(s.dir) == []
+        s.prepare("crashy")  # the rolled-back id is reused over a clean slate
+        assert os.listdir(s.upper_dir("crashy")) == []
+    db.close()
