@@ -53,12 +53,32 @@ class _Tee:
         return True
 
 
-def put_compressed_layer(content: ContentStore, src: BinaryIO, *, compression: str = "gzip") -> Layer:
-    """Read a tar stream (plain, gzip or zstd: detected), store it recompressed; hash both forms."""
+def _check_tar_header(block: bytes) -> None:
+    import tarfile
+
+    from berth.errors import InvalidArgument
+
+    if len(block) < 512:
+        raise InvalidArgument("not a tar archive: input is empty or too short")
+    if block == b"\0" * 512:
+        return  # an empty archive
+    try:
+        tarfile.TarInfo.frombuf(block[:512], "utf-8", "surrogateescape")
+    except tarfile.HeaderError as e:
+        raise InvalidArgument(f"not a tar archive: {e}") from None
+
+
+def put_compressed_layer(content: ContentStore, src: BinaryIO, *, compression: str = "gzip",
+                         check_tar: bool = False) -> Layer:
+    """Read a tar stream (plain, gzip or zstd: detected), store it recompressed; hash both forms.
+
+    check_tar: refuse input whose first block is not a tar header (InvalidArgument).
+    """
     from berth.archive import open_decompressed
     from berth.oci.digest import Hasher
 
     diff = Hasher()
+    first = check_tar
     with content.writer(f"layer-{secrets.token_hex(8)}") as w:
         if compression == "gzip":
             from isal import igzip
@@ -73,6 +93,14 @@ def put_compressed_layer(content: ContentStore, src: BinaryIO, *, compression: s
         plain = open_decompressed(src)
         while True:
             chunk = plain.read(_CHUNK)
+            if first:
+                while len(chunk) < 512:
+                    more = plain.read(512 - len(chunk))
+                    if not more:
+                        break
+                    chunk += more
+                _check_tar_header(chunk)
+                first = False
             if not chunk:
                 break
             diff.update(chunk)
