@@ -12,6 +12,7 @@ import os
 import struct
 
 from berth.errors import InvalidArgument
+from berth.metadata.db import Database
 from berth.mount import Mount
 from berth.snapshots import fsutil
 from berth.snapshots.base import ACTIVE, VIEW
@@ -114,7 +115,7 @@ class BtrfsSnapshotter(DirSnapshotter):
     whiteout_mode = "delete"
     self_contained = True
 
-    def __init__(self, root: str, db) -> None:  # noqa: ANN001 - same signature as the base
+    def __init__(self, root: str, db: Database) -> None:
         os.makedirs(root, mode=0o700, exist_ok=True)
         if fsutil.fs_type(root) != fsutil.BTRFS_SUPER_MAGIC:
             raise InvalidArgument(f"btrfs snapshotter needs a btrfs data root; {root} is not on btrfs")

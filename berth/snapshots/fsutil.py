@@ -6,6 +6,7 @@ import ctypes
 import os
 import shutil
 import stat
+from collections.abc import Callable
 
 from berth.snapshots.base import Usage
 from berth.sys import linux
@@ -91,7 +92,7 @@ def remove_tree(path: str) -> None:
         os.unlink(path)
 
 
-def _force_writable(func, p, exc_info) -> None:  # noqa: ANN001 - shutil callback signature
+def _force_writable(func: Callable[[str], object], p: str, exc_info: tuple) -> None:
     parent = os.path.dirname(p)
     try:
         os.chmod(parent, 0o700)
