@@ -333,3 +333,15 @@ def test_pids_destroy(tree):
     assert not m.exists() and not os.path.exists(d)
     m.destroy()
     assert os.path.isdir(os.path.dirname(d))   # parents are left alone
+
+
+def test_check_before_update(tree):
+    m, fs, _ = mgr_in(tree)
+    m.create()
+    with open(os.path.join(m.paths()[""], "memory.current"), "w") as f:
+        f.write(str(10 * MiB))
+    with pytest.raises(InvalidArgument, match=r"linux\.resources\.memory\.limit .*below the current usage"):
+        m.apply({"memory": {"limit": 5 * MiB, "checkBeforeUpdate": True}})
+    m.apply({"memory": {"limit": 5 * MiB}})
+    m.apply({"memory": {"limit": 20 * MiB, "checkBeforeUpdate": True}})
+    assert read(m.paths()[""], "memory.max") == str(20 * MiB)

@@ -120,6 +120,8 @@ class V1Manager:
             if mem.get("limit") and mem.get("swap"):
                 text = self.fs.read_or_none(mem_dir, "memory.limit_in_bytes")
                 current_limit = int(text) if text and text.strip().lstrip("-").isdigit() else None
+        if mem_dir and mem.get("checkBeforeUpdate") and (mem.get("limit") or 0) > 0:
+            check_usage(mem["limit"], self.fs.read_or_none(mem_dir, "memory.usage_in_bytes"))
         blkio_dir = self._dirs.get("blkio")
         bfq = bool(blkio_dir) and not self.fs.exists(blkio_dir, "blkio.weight") and self.fs.exists(
             blkio_dir, "blkio.bfq.weight")
@@ -197,6 +199,14 @@ class V1Manager:
         if d is None:
             return 0
         return parse_flat_keyed(self.fs.read_or_none(d, "memory.oom_control") or "").get("oom_kill", 0)
+
+
+def check_usage(limit: int, usage_text: str | None) -> None:
+    """memory.checkBeforeUpdate: refuse a limit below the current usage."""
+    usage = int(usage_text) if usage_text and usage_text.strip().isdigit() else 0
+    if limit < usage:
+        raise InvalidArgument(f"linux.resources.memory.limit ({limit}) is below the current usage ({usage}) "
+                              "and checkBeforeUpdate is set")
 
 
 def _all_pids(fs: CgroupFS, top: str) -> list[int]:

@@ -10,7 +10,7 @@ from berth.errors import BerthError, Conflict, InvalidArgument, Unavailable
 from berth.runtime.cgroups.devices import FIELD as DEVICES_FIELD
 from berth.runtime.cgroups.devices import Rule, parse_rules
 from berth.runtime.cgroups.fs import CgroupFS, parse_flat_keyed, remove_tree
-from berth.runtime.cgroups.manager_v1 import _all_pids
+from berth.runtime.cgroups.manager_v1 import _all_pids, check_usage
 from berth.runtime.cgroups.resources import validate
 from berth.runtime.cgroups.stats import stats_v2
 from berth.runtime.cgroups.translate_v2 import translate_v2
@@ -81,6 +81,9 @@ class V2Manager:
         """Write OCI linux.resources; validation happens before the first write."""
         res = validate(resources)
         writes = translate_v2(res, bfq=self.fs.exists(self._dir, "io.bfq.weight"))
+        mem = res.get("memory") or {}
+        if mem.get("checkBeforeUpdate") and (mem.get("limit") or 0) > 0:
+            check_usage(mem["limit"], self.fs.read_or_none(self._dir, "memory.current"))
         rules = parse_rules(res["devices"]) if res.get("devices") is not None else None
         for w in writes:
             try:
