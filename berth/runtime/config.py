@@ -7,9 +7,12 @@ non-empty list of strings`. Validation is pure (plus a few stats of host paths).
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from berth.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")

@@ -72,6 +72,16 @@ def _resources(spec: dict) -> dict:
     return res
 
 
+def seccomp_filter(spec: dict, root: str):
+    """The container's seccomp profile compiled to BPF (cached under <root>/.seccomp-cache), or None."""
+    profile = (spec.get("linux") or {}).get("seccomp")
+    if profile is None:
+        return None
+    from berth.runtime.process import compile_seccomp
+
+    return compile_seccomp(profile, os.path.join(root, ".seccomp-cache"))
+
+
 def create(root: str, cid: str, opts: Options) -> state_mod.Container:
     """Set up the container up to the exec fifo; returns its record (status `created`)."""
     from berth.runtime import config
@@ -123,7 +133,7 @@ def create(root: str, cid: str, opts: Options) -> state_mod.Container:
         chan = pchan
         ctx = InitContext(spec, opts.bundle, cid, cchan, fifo_fd=fifo_fd, console_fd=console_fd,
                           preserve_fds=opts.preserve_fds, no_pivot=opts.no_pivot, double_fork=double,
-                          state=st)
+                          state=st, seccomp_bpf=seccomp_filter(spec, root))
         linux.prctl(PR_SET_DUMPABLE, 0)
         restore = _enter_pid_time(ns, lcfg) if not double else []
         try:

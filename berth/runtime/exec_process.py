@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from berth.errors import Conflict
 from berth.runtime import state as state_mod
 from berth.runtime.sync import Channel, ChildError
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from berth.runtime.init import InitContext
@@ -90,7 +91,7 @@ def exec_(c: state_mod.Container, proc: dict, *, detach: bool = False, pid_file:
         pchan, cchan = pair()
         chan = pchan
         ctx = InitContext(spec, c.data.get("bundle", ""), c.id, cchan, console_fd=console_fd,
-                          preserve_fds=preserve_fds)
+                          preserve_fds=preserve_fds, seccomp_bpf=container.seccomp_filter(spec, c.root))
         linux.prctl(container.PR_SET_DUMPABLE, 0)
         back = -1
         if "pid" in fds:
@@ -160,7 +161,7 @@ def _setup(ctx: InitContext, proc: dict, fds: dict[str, int]) -> None:
 
     ctx.chan.expect("go")
     spec = dict(ctx.spec, process=proc)
-    preload(spec)
+    preload(spec, ctx.seccomp_bpf is not None)
     for t in JOIN_ORDER:
         if t in fds:
             try:
@@ -177,7 +178,7 @@ def _setup(ctx: InitContext, proc: dict, fds: dict[str, int]) -> None:
         os.close(ctx.console_fd)
     process.set_rlimits(proc.get("rlimits") or [])
     env = process.env_dict(proc.get("env") or [])
-    fin = process.Finalizer(proc, (ctx.spec.get("linux") or {}).get("seccomp"))
+    fin = process.Finalizer(proc, (ctx.spec.get("linux") or {}).get("seccomp"), ctx.seccomp_bpf)
     fin.before_user()
     fin.user_and_caps()
     process.chdir_checked(proc.get("cwd") or "/")

@@ -21,7 +21,7 @@ class InitContext:
 
     def __init__(self, spec: dict, bundle: str, cid: str, chan: Channel, *, fifo_fd: int = -1,
                  console_fd: int = -1, preserve_fds: int = 0, no_pivot: bool = False,
-                 double_fork: bool = False, state: dict | None = None) -> None:
+                 double_fork: bool = False, state: dict | None = None, seccomp_bpf=None) -> None:
         self.spec = spec
         self.bundle = bundle
         self.id = cid
@@ -32,9 +32,10 @@ class InitContext:
         self.no_pivot = no_pivot
         self.double_fork = double_fork
         self.state = state or {}
+        self.seccomp_bpf = seccomp_bpf
 
 
-def preload(spec: dict) -> None:
+def preload(spec: dict, compiled: bool = False) -> None:
     """Import every module the post-pivot steps use, then turn the import system off."""
     import _socket  # noqa: F401
     import fcntl  # noqa: F401
@@ -51,7 +52,7 @@ def preload(spec: dict) -> None:
 
         caps._lib()
         caps.last_cap()
-    if (spec.get("linux") or {}).get("seccomp") is not None:
+    if (spec.get("linux") or {}).get("seccomp") is not None and not compiled:
         from berth.runtime import seccomp
 
         seccomp._libseccomp()
@@ -206,8 +207,7 @@ def _init(ctx: InitContext, ns: dict[str, str]) -> None:
         ctx.state["pid"] = int(ctx.chan.expect("ok") or 0)
     if hk.get("createContainer"):
         hooks.run(hk["createContainer"], _hook_state(ctx, "creating"), "createContainer")
-    preload(spec)
-    devnull = rootfs.open_host_devnull()
+    preload(spec, ctx.seccomp_bpf is not None)
     rootfs.pivot(setup.rootfs, no_pivot=ctx.no_pivot)
     os.close(setup.rootfd)
     for k, v in (lcfg.get("sysctl") or {}).items():
@@ -217,8 +217,10 @@ def _init(ctx: InitContext, ns: dict[str, str]) -> None:
         except OSError as e:
             raise ChildError(f"sysctl {k}={v}: {e.strerror}") from None
     rootfs.readonly_paths(lcfg.get("readonlyPaths") or [])
-    rootfs.mask_paths(lcfg.get("maskedPaths") or [], devnull)
-    os.close(devnull)
+    if lcfg.get("maskedPaths"):
+        devnull = rootfs.open_devnull()
+        rootfs.mask_paths(lcfg["maskedPaths"], devnull)
+        os.close(devnull)
     if proc.get("terminal"):
         from berth.runtime import tty
 
@@ -235,7 +237,7 @@ def _init(ctx: InitContext, ns: dict[str, str]) -> None:
         linux.setdomainname(spec["domainname"])
     process.set_rlimits(proc.get("rlimits") or [])
     env = process.env_dict(proc.get("env") or [])
-    fin = process.Finalizer(proc, lcfg.get("seccomp"))
+    fin = process.Finalizer(proc, lcfg.get("seccomp"), ctx.seccomp_bpf)
     fin.before_user()
     fin.user_and_caps()
     process.chdir_checked(proc.get("cwd") or "/")

@@ -126,18 +126,26 @@ def close_fds(first: int) -> None:
 class Finalizer:
     """Applies user, capabilities, no_new_privs and seccomp in runc's order."""
 
-    def __init__(self, proc: dict, seccomp_profile: dict | None) -> None:
+    def __init__(self, proc: dict, seccomp_profile: dict | None,
+                 compiled: CompiledFilter | None = None) -> None:
         self.proc = proc
         self.seccomp = seccomp_profile
+        self.compiled = compiled
         self.nnp = bool(proc.get("noNewPrivileges"))
+
+    def _load_seccomp(self) -> None:
+        if self.compiled is not None:
+            install_bpf(self.compiled)
+        else:
+            from berth.runtime import seccomp
+
+            seccomp.load(self.seccomp)
 
     def before_user(self) -> None:
         """Seccomp without no_new_privs must be loaded while CAP_SYS_ADMIN is still held."""
         caps = self.proc.get("capabilities")
         if self.seccomp is not None and not self.nnp:
-            from berth.runtime import seccomp
-
-            seccomp.load(self.seccomp)
+            self._load_seccomp()
         if caps is not None:
             from berth.runtime import caps as caps_mod
 
@@ -160,6 +168,76 @@ class Finalizer:
     def last(self) -> None:
         """Seccomp with no_new_privs, as close to execve as possible."""
         if self.seccomp is not None and self.nnp:
-            from berth.runtime import seccomp
+            self._load_seccomp()
 
-            seccomp.load(self.seccomp)
+
+# -- seccomp: compile once (libseccomp, cached by profile digest), install with seccomp(2) --------
+SYS_SECCOMP = 317
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_KFLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2,
+                  "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
+
+
+class CompiledFilter:
+    """A seccomp profile compiled to classic BPF, ready to install without libseccomp."""
+
+    __slots__ = ("prog", "flags")
+
+    def __init__(self, prog: bytes, flags: int) -> None:
+        self.prog = prog
+        self.flags = flags
+
+
+def compile_seccomp(profile: dict, cache_dir: str) -> CompiledFilter | None:
+    """BPF for profile, from `<cache_dir>/<sha256>.bpf` or compiled (and cached) with libseccomp.
+
+    None when the profile needs libseccomp at load time (a notify listener).
+    """
+    if profile.get("listenerPath") or any(a.get("action") == "SCMP_ACT_NOTIFY"
+                                          for a in profile.get("syscalls") or []):
+        return None
+    import _sha256
+
+    from berth.runtime import fastjson
+
+    flags = 0
+    for f in profile.get("flags") or []:
+        if f not in SECCOMP_KFLAGS:
+            return None
+        flags |= SECCOMP_KFLAGS[f]
+    key = _sha256.sha256(fastjson.dumps(profile).encode()).hexdigest()
+    path = os.path.join(cache_dir, key + ".bpf")
+    try:
+        with open(path, "rb") as fh:
+            prog = fh.read()
+        if prog and len(prog) % 8 == 0:
+            return CompiledFilter(prog, flags)
+    except OSError:
+        pass
+    from berth.runtime import seccomp
+
+    prog = seccomp.export_bpf(profile)
+    try:
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(prog)
+        os.rename(tmp, path)
+    except OSError:
+        pass
+    return CompiledFilter(prog, flags)
+
+
+def install_bpf(filt: CompiledFilter) -> None:
+    """seccomp(SECCOMP_SET_MODE_FILTER) on the calling thread."""
+    import ctypes
+    import struct
+
+    from berth.sys import linux
+
+    buf = ctypes.create_string_buffer(filt.prog, len(filt.prog))
+    fprog = ctypes.create_string_buffer(struct.pack("HxxxxxxQ", len(filt.prog) // 8,
+                                                    ctypes.addressof(buf)), 16)
+    if linux.libc().syscall(SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, filt.flags, fprog) < 0:
+        err = ctypes.get_errno()
+        raise ChildError(f"seccomp: installing the filter: {os.strerror(err)}")

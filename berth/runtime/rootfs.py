@@ -332,13 +332,14 @@ def pivot(rootfs: str, *, no_pivot: bool = False) -> None:
         os.close(new)
 
 
-def open_host_devnull() -> int:
-    """O_PATH fd of the host's /dev/null, checked to be char device 1:3 (used for masks)."""
-    fd = os.open("/dev/null", O_PATH)
+def open_devnull() -> int:
+    """O_PATH fd of this root's /dev/null, checked to be char device 1:3 and not a symlink (used for
+    masks; a bind source must be in our mount namespace, so after pivot_root the container's)."""
+    fd = os.open("/dev/null", O_PATH | os.O_NOFOLLOW)
     st = os.fstat(fd)
     if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
         os.close(fd)
-        raise OSError(1, "host /dev/null is not the null device")
+        raise InvalidArgument("/dev/null in the container is not the null device; refusing to mask with it")
     return fd
 
 
