@@ -41,6 +41,12 @@ def loads(text: str | bytes) -> Any:
         obj, end = _scan(text, i)
     except StopIteration as e:
         raise ValueError(f"malformed JSON at offset {e.value}") from None
+    except (ValueError, SystemError):
+        # the C scanner's own error path imports json.decoder; use the full module for the message
+        import json
+
+        json.loads(text)
+        raise
     while end < n and text[end] in _WS:
         end += 1
     if end != n:

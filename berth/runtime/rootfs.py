@@ -30,28 +30,40 @@ def _resolve(rootfd: int, path: str, flags: int = O_PATH, *, no_symlinks: bool =
     return linux.openat2(rootfd, path.lstrip("/") or ".", flags, 0, resolve)
 
 
-def mkdir_all(rootfd: int, path: str, mode: int = 0o755) -> int:
-    """Create path (and parents) under the root; return an O_PATH fd on the directory."""
+def mkdir_all(rootfd: int, path: str, mode: int = 0o755, _depth: int = 0) -> int:
+    """Create path (and parents) under the root; return an O_PATH fd on the directory.
+
+    A dangling symlink on the way is followed *inside* the root: its target is created there.
+    """
+    if _depth > 40:
+        raise OSError(40, f"mkdir {path}: too many levels of symbolic links")
     parts = [p for p in path.split("/") if p and p != "."]
     cur = os.dup(rootfd)
-    for i, name in enumerate(parts):
-        sub = "/".join(parts[: i + 1])
-        try:
-            nfd = _resolve(rootfd, sub, O_PATH | os.O_DIRECTORY)
-        except FileNotFoundError:
+    try:
+        for i, name in enumerate(parts):
+            sub = "/".join(parts[: i + 1])
             try:
-                os.mkdir(name, mode, dir_fd=cur)
-            except FileExistsError:
-                pass
-            except OSError as e:
-                os.close(cur)
-                raise OSError(e.errno, f"mkdir {path}: {e.strerror}") from None
-            nfd = _resolve(rootfd, sub, O_PATH | os.O_DIRECTORY)
-        except OSError:
+                nfd = _resolve(rootfd, sub, O_PATH | os.O_DIRECTORY)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(name, mode, dir_fd=cur)
+                except FileExistsError:
+                    try:
+                        target = os.readlink(name, dir_fd=cur)
+                    except OSError:
+                        target = None
+                    if target is not None:
+                        base = "/".join(parts[:i])
+                        dest = target if target.startswith("/") else base + "/" + target
+                        os.close(mkdir_all(rootfd, dest, mode, _depth + 1))
+                except OSError as e:
+                    raise OSError(e.errno, f"mkdir {path}: {e.strerror}") from None
+                nfd = _resolve(rootfd, sub, O_PATH | os.O_DIRECTORY)
             os.close(cur)
-            raise
+            cur = nfd
+    except BaseException:
         os.close(cur)
-        cur = nfd
+        raise
     return cur
 
 

@@ -1,0 +1,201 @@
+"""berth-runtime end to end on a busybox bundle: isolation, security defaults, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from test_runtime_support import make_bundle, new_id, runtime_fixture, write_spec  # noqa: F401
+
+from tests.helpers import mounts_under
+
+pytestmark = pytest.mark.root
+
+PROBE = r"""
+echo "pid=$$"
+echo "hostname=$(hostname)"
+grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status | tr -d '\t'
+echo "fds=$(ls /proc/self/fd | tr '\n' ' ')"
+echo "mounts_host=$(grep -c -E ' /(work|tmp|home|root) ' /proc/self/mountinfo)"
+echo "timer_list=$(wc -c < /proc/timer_list)"
+echo "acpi=$(ls -A /proc/acpi | wc -l)"
+if echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null; then echo procsys=rw; else echo procsys=ro; fi
+if unshare -U true 2>/dev/null; then echo unshare=ok; else echo unshare=denied; fi
+if mount -t tmpfs t /mnt 2>/dev/null; then echo mount=ok; else echo mount=denied; fi
+echo "dev=$(ls /dev | tr '\n' ' ')"
+echo "fd_link=$(readlink /dev/fd) ptmx=$(readlink /dev/ptmx)"
+echo "lo=$(cat /sys/class/net/lo/operstate)"
+echo "nofile=$(ulimit -n)"
+"""
+
+
+def _probe(stdout: str) -> dict[str, str]:
+    out = {}
+    for line in stdout.splitlines():
+        k, sep, v = line.partition("=") if "=" in line else line.partition(":")
+        if sep:
+            out[k.strip()] = v.strip()
+    return out
+
+
+def test_default_spec_isolation_and_security(tmp_path, busybox_rootfs_template, runtime, no_leaked_mounts):
+    bundle, _ = make_bundle(tmp_path, busybox_rootfs_template, ["sh", "-c", PROBE])
+    cid = runtime.track(new_id())
+    p = runtime("run", "--bundle", bundle, cid)
+    assert p.returncode == 0, p.stderr
+    r = _probe(p.stdout)
+    assert r["pid"] == "1"
+    assert r["hostname"] == "berth-test"
+    assert r["CapEff"] == r["CapPrm"] == r["CapBnd"] == "00000000a80425fb"
+    assert r["CapInh"] == r["CapAmb"] == "0000000000000000"
+    assert r["Seccomp"] == "2"
+    assert r["NoNewPrivs"] == "0"
+    # 0-2 plus the directory fd ls itself opens to read /proc/self/fd
+    assert r["fds"].split() == ["0", "1", "2", "3"]
+    assert r["mounts_host"] == "0"
+    assert r["timer_list"] == "0"          # masked file: /dev/null over it
+    assert r["acpi"] == "0"                # masked directory: empty tmpfs
+    assert r["procsys"] == "ro"
+    assert r["unshare"] == "denied"
+    assert r["mount"] == "denied"
+    for d in ("null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm", "mqueue",
+              "fd", "stdin", "stdout", "stderr"):
+        assert d in r["dev"].split(), d
+    assert r["fd_link"] == "/proc/self/fd ptmx=pts/ptmx"
+    assert r["lo"] in ("unknown", "up")
+    assert r["nofile"] == "1024"
+    assert not os.listdir(runtime.root) or os.listdir(runtime.root) == [".seccomp-cache"]
+
+
+def test_user_switch_and_readonly_root(tmp_path, busybox_rootfs_template, runtime):
+    bundle, spec = make_bundle(tmp_path, busybox_rootfs_template,
+                               ["sh", "-c", "id; touch /x 2>/dev/null && echo root=rw || echo root=ro;"
+                                " touch /tmp/y 2>/dev/null && echo tmp=rw || echo tmp=ro; umask; pwd"])
+    spec["process"]["user"] = {"uid": 1000, "gid": 1001, "additionalGids": [5, 1002], "umask": 0o27}
+    spec["process"]["cwd"] = "/home/u"
+    spec["root"]["readonly"] = True
+    spec["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                           "options": ["nosuid", "nodev", "mode=1777"]})
+    write_spec(bundle, spec)
+    p = runtime("run", "-b", bundle, runtime.track(new_id()))
+    assert p.returncode == 0, p.stderr
+    assert "uid=1000 gid=1001 groups=5(tty),1002" in p.stdout
+    assert "root=ro" in p.stdout and "tmp=rw" in p.stdout
+    assert "0027" in p.stdout
+    assert p.stdout.strip().endswith("/home/u")
+
+
+def test_exit_status_and_missing_binary(tmp_path, busybox_rootfs_template, runtime):
+    bundle, spec = make_bundle(tmp_path, busybox_rootfs_template, ["sh", "-c", "exit 7"])
+    assert runtime("run", "-b", bundle, runtime.track(new_id())).returncode == 7
+    spec["process"]["args"] = ["/no/such/binary"]
+    write_spec(bundle, spec)
+    cid = runtime.track(new_id())
+    p = runtime("run", "-b", bundle, cid)
+    assert p.returncode == 127
+    assert "/no/such/binary" in p.stderr
+    spec["process"]["args"] = ["nosuchcmd"]
+    write_spec(bundle, spec)
+    p = runtime("run", "-b", bundle, runtime.track(new_id()))
+    assert p.returncode == 127 and "nosuchcmd" in p.stderr
+    os.chmod(os.path.join(bundle, "rootfs/etc/passwd"), 0o644)
+    spec["process"]["args"] = ["/etc/passwd"]
+    write_spec(bundle, spec)
+    p = runtime("run", "-b", bundle, runtime.track(new_id()))
+    assert p.returncode == 126 and "/etc/passwd" in p.stderr
+    assert runtime("state", cid).returncode != 0
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("process.args", [], "process.args"),
+    ("process.cwd", "relative", "process.cwd"),
+    ("process.rlimits", [{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}], "process.rlimits[0].type"),
+    ("process.capabilities.bounding", ["CAP_NOPE"], "process.capabilities.bounding"),
+    ("linux.namespaces", [{"type": "mount"}, {"type": "bogus"}], "linux.namespaces[1].type"),
+    ("mounts", [{"destination": "rel", "type": "tmpfs"}], "mounts[0].destination"),
+    ("linux.sysctl", {"kernel.panic": "1"}, "linux.sysctl.kernel.panic"),
+    ("linux.intelRdt", {"closID": "x"}, "linux.intelRdt"),
+])
+def test_bad_config_names_the_field(tmp_path, busybox_rootfs_template, runtime, field, value, needle):
+    bundle, spec = make_bundle(tmp_path, busybox_rootfs_template, ["true"])
+    obj = spec
+    *parents, last = field.split(".")
+    for k in parents:
+        obj = obj.setdefault(k, {})
+    obj[last] = value
+    write_spec(bundle, spec)
+    cid = runtime.track(new_id())
+    p = runtime("create", "-b", bundle, cid)
+    assert p.returncode == 1
+    assert needle in p.stderr
+    assert runtime("state", cid).returncode != 0
+    assert not [n for n in os.listdir(runtime.root) if not n.startswith(".")] \
+        if os.path.isdir(runtime.root) else True
+
+
+def test_malformed_json(tmp_path, busybox_rootfs_template, runtime):
+    bundle, _ = make_bundle(tmp_path, busybox_rootfs_template, ["true"])
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        f.write('{"ociVersion": "1.0.0", ')
+    p = runtime("run", "-b", bundle, runtime.track(new_id()))
+    assert p.returncode == 1 and "malformed JSON" in p.stderr
+
+
+def test_symlinked_proc_is_refused(tmp_path, busybox_rootfs_template, runtime, no_leaked_mounts):
+    host = tmp_path / "hostproc"
+    host.mkdir()
+    bundle, _ = make_bundle(tmp_path, busybox_rootfs_template, ["true"])
+    rootfs = os.path.join(bundle, "rootfs")
+    os.rmdir(os.path.join(rootfs, "proc"))
+    os.symlink(str(host), os.path.join(rootfs, "proc"))
+    cid = runtime.track(new_id())
+    p = runtime("run", "-b", bundle, cid)
+    assert p.returncode != 0
+    assert "/proc" in p.stderr and "symlink" in p.stderr
+    assert os.listdir(host) == []
+    assert not mounts_under(str(host))
+
+
+def test_symlinked_dev_stays_inside(tmp_path, busybox_rootfs_template, runtime, no_leaked_mounts):
+    host = tmp_path / "hostdev"
+    host.mkdir()
+    bundle, _ = make_bundle(tmp_path, busybox_rootfs_template,
+                            ["sh", "-c", "ls /dev/null /dev/pts/ptmx && echo ok"])
+    rootfs = os.path.join(bundle, "rootfs")
+    os.rmdir(os.path.join(rootfs, "dev"))
+    os.symlink(str(host), os.path.join(rootfs, "dev"))  # absolute host path
+    p = runtime("run", "-b", bundle, runtime.track(new_id()))
+    assert p.returncode == 0, p.stderr
+    assert "ok" in p.stdout
+    assert os.listdir(host) == []                       # nothing created on the host
+    assert os.path.isdir(os.path.join(rootfs, str(host).lstrip("/")))  # it went inside the rootfs
+    assert not mounts_under(str(host))
+
+
+def test_hooks_get_state(tmp_path, busybox_rootfs_template, runtime):
+    bundle, spec = make_bundle(tmp_path, busybox_rootfs_template, ["true"])
+    out = tmp_path / "hooks"
+    out.mkdir()
+    spec["hooks"] = {
+        name: [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}/{name}"]}]
+        for name in ("prestart", "createRuntime", "createContainer", "poststart", "poststop")
+    }
+    write_spec(bundle, spec)
+    cid = runtime.track(new_id())
+    p = runtime("run", "-b", bundle, cid)
+    assert p.returncode == 0, p.stderr
+    for name in ("prestart", "createRuntime", "createContainer", "poststart", "poststop"):
+        st = json.loads((out / name).read_text())
+        assert st["id"] == cid and st["bundle"] == bundle, name
+    assert json.loads((out / "prestart").read_text())["pid"] > 1
+
+
+def test_failing_hook_cleans_up(tmp_path, busybox_rootfs_template, runtime, no_leaked_mounts):
+    bundle, spec = make_bundle(tmp_path, busybox_rootfs_template, ["true"])
+    spec["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}
+    write_spec(bundle, spec)
+    cid = runtime.track(new_id())
+    p = runtime("create", "-b", bundle, cid)
+    assert p.returncode == 1 and "createRuntime" in p.stderr
+    assert runtime("state", cid).returncode != 0
