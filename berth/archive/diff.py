@@ -171,9 +171,49 @@ class _TarWriter:
         self.buf += bytes(2 * tf.BLOCK)
         self._flush()
 
+    def small_file(self, dfd: int, name: bytes, path: bytes, st: os.stat_result) -> None:
+        """The fast path of node() for a small, singly linked regular file."""
+        fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
+        try:
+            if os.listxattr(fd):
+                raw = _raw_xattrs(fd)
+                if self.overlay and "trusted.overlay.metacopy" in raw:
+                    raise InvalidArgument(f"overlay diff: {path.decode(errors='replace')!r} is a metacopy; "
+                                          "mount overlay with metacopy=off")
+                xattrs = {k: v for k, v in raw.items() if _keep(k)}
+            else:
+                xattrs = None
+            size = st.st_size
+            data = os.read(fd, size) if size else b""
+            while len(data) < size:
+                more = os.read(fd, size - len(data))
+                if not more:
+                    raise Conflict(f"file {path.decode(errors='replace')!r} shrank while being archived")
+                data += more
+        finally:
+            os.close(fd)
+        mtime = st.st_mtime_ns // 1_000_000_000
+        if self.sde is not None and mtime > self.sde:
+            mtime = self.sde
+        if xattrs or len(path) > 100 or not path.isascii() or st.st_uid > 0o7777777 or st.st_gid > 0o7777777:
+            self.buf += tf.build_header(path, tf.REG, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid,
+                                        gid=st.st_gid, size=size, mtime=mtime, xattrs=xattrs)
+        else:
+            self.buf += tf.raw_header(path, tf.REG, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, size,
+                                      mtime, b"", 0, 0)
+        self.buf += data
+        pad = -size % tf.BLOCK
+        if pad:
+            self.buf += bytes(pad)
+        if len(self.buf) >= _FLUSH:
+            self._flush()
+
     def node(self, dfd: int, name: bytes, path: bytes, st: os.stat_result) -> None:
         """Emit one non-directory (regular file, symlink, device, fifo) or a hardlink to one emitted."""
         m = st.st_mode
+        if st.st_nlink == 1 and st.st_size <= _SMALL and stat.S_ISREG(m):
+            self.small_file(dfd, name, path, st)
+            return
         if st.st_nlink > 1:
             key = (st.st_dev, st.st_ino)
             first = self.links.get(key)

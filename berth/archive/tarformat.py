@@ -188,24 +188,15 @@ def pax_record(key: bytes, value: bytes) -> bytes:
     return str(n).encode() + payload
 
 
-def _raw_header(name: bytes, typ: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
+_HDR_FMT = b"%s%07o\0%07o\0%07o\0%011o\0%011o\0        %s%sustar\x0000" + bytes(64) + b"%s" + bytes(167)
+_NO_DEV = bytes(16)
+
+
+def raw_header(name: bytes, typ: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
                 linkname: bytes, devmajor: int, devminor: int) -> bytes:
-    h = bytearray(BLOCK)
-    h[0:len(name)] = name
-    h[100:108] = _octal(mode, 8)
-    h[108:116] = _octal(uid, 8)
-    h[116:124] = _octal(gid, 8)
-    h[124:136] = _octal(size, 12)
-    h[136:148] = _octal(mtime, 12)
-    h[148:156] = b"        "
-    h[156:157] = typ
-    h[157:157 + len(linkname)] = linkname
-    h[257:265] = b"ustar\x0000"
-    if typ in (CHR, BLK):
-        h[329:337] = _octal(devmajor, 8)
-        h[337:345] = _octal(devminor, 8)
-    h[148:156] = b"%06o\0 " % sum(h)
-    return bytes(h)
+    dev = b"%07o\0%07o\0" % (devmajor, devminor) if typ in (CHR, BLK) else _NO_DEV
+    h = _HDR_FMT % (name.ljust(100, b"\0"), mode, uid, gid, size, mtime, typ, linkname.ljust(100, b"\0"), dev)
+    return h[:148] + b"%06o\0 " % sum(h) + h[156:]
 
 
 _MAX8 = 0o7777777
@@ -242,11 +233,11 @@ def build_header(name: bytes, typ: bytes, *, mode: int = 0o644, uid: int = 0, gi
     if xattrs:
         for k in sorted(xattrs):
             pax.append((XATTR_PREFIX + k.encode(), xattrs[k]))
-    hdr = _raw_header(name, typ, mode & 0o7777, uid, gid, size_field, mtime, linkname, devmajor, devminor)
+    hdr = raw_header(name, typ, mode & 0o7777, uid, gid, size_field, mtime, linkname, devmajor, devminor)
     if not pax:
         return hdr
     pax.sort()
     data = b"".join(pax_record(k, v) for k, v in pax)
     base = (name.rstrip(b"/").rsplit(b"/", 1)[-1])[:80]
-    pax_hdr = _raw_header(b"PaxHeaders.0/" + base, PAX, 0o644, 0, 0, len(data), 0, b"", 0, 0)
+    pax_hdr = raw_header(b"PaxHeaders.0/" + base, PAX, 0o644, 0, 0, len(data), 0, b"", 0, 0)
     return pax_hdr + data + bytes(-len(data) % BLOCK) + hdr
