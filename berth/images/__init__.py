@@ -1,1 +1,5 @@
-"""berth.images."""
+"""Images: the image store (``store``), unpack into snapshots (``unpack``), base images made here
+(``bootstrap``), ``docker import`` (``importer``), save/load (``saveload``), blob helpers (``blobs``).
+
+Nothing is imported here, so importing a submodule stays cheap.
+"""
