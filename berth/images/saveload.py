@@ -24,6 +24,7 @@ import re
 import secrets
 import tarfile
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
@@ -203,8 +204,8 @@ class _Prefixed(io.RawIOBase):
 def _open_tar(src: BinaryIO) -> tarfile.TarFile:
     head = src.read(4)
     stream: BinaryIO = io.BufferedReader(_Prefixed(head, src), _CHUNK)  # type: ignore[arg-type]
-    if head.startswith(_ZSTD_MAGIC):
-        from berth.archive import open_decompressed
+    if head.startswith(_ZSTD_MAGIC) or head.startswith(b"\x1f\x8b"):
+        from berth.archive import open_decompressed  # isal for gzip, zstandard for zstd
 
         return tarfile.open(fileobj=open_decompressed(stream), mode="r|")
     try:
@@ -246,7 +247,7 @@ class _Loader:
             while True:
                 try:
                     member = tf.next()
-                except tarfile.TarError as e:
+                except (tarfile.TarError, EOFError, zlib.error) as e:
                     raise InvalidArgument(f"invalid archive: {e}") from None
                 if member is None:
                     break
@@ -296,6 +297,9 @@ class _Loader:
                 dg = w.commit()
             except DataCorrupt as e:
                 raise DataCorrupt(f"invalid archive: entry {name!r}: {e}") from None
+            except (tarfile.TarError, EOFError, zlib.error) as e:
+                raise InvalidArgument(
+                    f"invalid archive: entry {name!r} is truncated or corrupt: {e}") from None
         if not existed and self._written_now(dg):
             self.new_blobs.add(dg)
         if self.lease is not None:
@@ -459,6 +463,8 @@ def _candidates(loader: _Loader) -> list[_Candidate]:
             if d.media_type in oci.INDEX_TYPES:
                 nested = oci.parse_index(content.read(d.digest, oci.MAX_MANIFEST_SIZE + 1), d.media_type)
                 target = oci.Descriptor(d.media_type, d.digest, d.size)
+                # an archive may carry only some platforms: choose among those it has
+                nested.manifests = [x for x in nested.manifests if content.exists(x.digest)]
                 mdesc = oci.select_manifest(nested)
                 loader.blob_path_digest(mdesc.digest, f"index.json entry {i} platform manifest")
             elif d.media_type not in oci.MANIFEST_TYPES:

@@ -235,3 +235,14 @@ def test_save_errors(src):
         save(src, ["nope"], io.BytesIO())
     with pytest.raises(InvalidArgument):
         save(src, [], io.BytesIO())
+
+
+@pytest.mark.parametrize("how", ["gzip", "plain"])
+def test_truncated_archive_refused(src, dst, how):
+    src.add(make_image(src.content, [{"a": os.urandom(400_000)}]), names=["t:1"])
+    data = saved(src, ["t:1"])
+    if how == "gzip":
+        data = gzip.compress(data)
+    with pytest.raises(InvalidArgument):
+        load(dst, io.BytesIO(data[: len(data) // 2]))
+    assert blob_count(dst) == 0 and dst.all() == []
