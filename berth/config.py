@@ -15,6 +15,7 @@ class Config:
     exec_root: str = "/run/berth"
     socket: str = "/run/berth/berth.sock"
     storage_driver: str = ""  # "" = pick by priority (overlay, btrfs, vfs)
+    runtime: str = "berth"  # "berth" (in-process berth runtime) or the path of a runc-compatible binary
     runtime_root: str = "/run/berth-runtime"
     cgroup_parent: str = "berth"
     log_level: str = "info"

@@ -192,7 +192,7 @@ class Monitor:
         args = ["create", "--bundle", j.bundle, "--pid-file", os.path.join(j.state_dir, "init.pid")]
         console = None
         if j.tty:
-            path = os.path.join(j.state_dir, "console.sock")
+            path = "console.sock"  # relative: the monitor's cwd is the state dir (sun_path is short)
             if os.path.exists(path):
                 os.unlink(path)
             console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -516,7 +516,7 @@ class Monitor:
         child_ends: list[int] = []
         console = None
         if tty:
-            cpath = os.path.join(self.job.state_dir, f"exec-{eid}.sock")
+            cpath = f"exec-{eid[:16]}.sock"
             console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             console.bind(cpath)
             console.listen(1)
@@ -677,7 +677,8 @@ def run(job: Job, ready_fd: int = -1) -> int:
 
     linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
     os.makedirs(job.state_dir, exist_ok=True)
-    sock_path = os.path.join(job.state_dir, "monitor.sock")
+    os.chdir(job.state_dir)  # sockets are bound by relative name: state dirs can be long
+    sock_path = "monitor.sock"
     if os.path.exists(sock_path):
         os.unlink(sock_path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -735,8 +736,15 @@ def spawn(job: Job, *, python: str | None = None) -> dict:
             os.closerange(3, w)
             os.closerange(w + 1, 65536)
             os._exit(run(job, w))
-        except BaseException:  # noqa: BLE001
-            os._exit(1)
+        except BaseException as e:  # noqa: BLE001
+            try:
+                import traceback
+
+                with open(os.path.join(job.state_dir, "monitor.err"), "a") as f:
+                    traceback.print_exc(file=f)
+                os.write(w, (json.dumps({"ok": False, "error": f"monitor: {e}"}) + "\n").encode())
+            finally:
+                os._exit(1)
     os.close(w)
     os.waitpid(pid, 0)
     data = b""

@@ -40,7 +40,10 @@ def _bundle(tmp_path, args, terminal=False):
 def _request(path, req, read_frames=False, send=b"", shut=False, timeout=20):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
-    s.connect(path)
+    from berth.engine.monclient import short_path
+
+    with short_path(path) as p:
+        s.connect(p)
     s.sendall((json.dumps(req) + "\n").encode() + send)
     if shut:
         s.shutdown(socket.SHUT_WR)

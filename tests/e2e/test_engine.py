@@ -1,0 +1,206 @@
+"""The Engine facade end to end: images → container → monitor → runtime → exit, logs, exec."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+
+import pytest
+
+from berth.config import Config
+from berth.errors import Conflict, InvalidArgument, NotFound, NotModified
+from tests.helpers import mounts_under
+
+pytestmark = pytest.mark.root
+
+RUNTIMES = ["berth"] + ([shutil.which("runc")] if shutil.which("runc") else [])
+
+
+class _IO:
+    """A collecting AttachIO."""
+
+    def __init__(self, stdin: bytes = b"", tty: bool = False):
+        self.tty = tty
+        self.detached = False
+        self._stdin = [stdin] if stdin else []
+        self.out: dict[int, bytes] = {1: b"", 2: b""}
+
+    async def read_stdin(self) -> bytes:
+        if self._stdin:
+            return self._stdin.pop(0)
+        return b""
+
+    async def write(self, stream: int, data: bytes) -> None:
+        self.out[stream] = self.out.get(stream, b"") + data
+
+
+@pytest.fixture(params=RUNTIMES, ids=lambda r: os.path.basename(r))
+def engine(request, tmp_path):
+    from berth.engine.engine import Engine
+    from berth.images.bootstrap import busybox_image
+
+    tag = uuid.uuid4().hex[:8]
+    cfg = Config(
+        data_root=str(tmp_path / "data"),
+        exec_root=str(tmp_path / "exec"),
+        runtime=request.param,
+        runtime_root=str(tmp_path / "rt"),
+        cgroup_parent=f"berth-test-{tag}",
+        socket=str(tmp_path / "s.sock"),
+    )
+    eng = Engine(cfg)
+    busybox_image(eng.images)
+    yield eng
+
+    async def cleanup():
+        for c in list(eng.containers.all()):
+            try:
+                await eng.remove(c.id, force=True)
+            except Exception:  # noqa: BLE001
+                pass
+        await eng.shutdown()
+
+    asyncio.run(cleanup())
+    for base in ("/sys/fs/cgroup/" + d for d in os.listdir("/sys/fs/cgroup")):
+        p = os.path.join(base, cfg.cgroup_parent)
+        if os.path.isdir(p):
+            for sub in os.listdir(p):
+                if os.path.isdir(os.path.join(p, sub)):
+                    os.rmdir(os.path.join(p, sub))
+            os.rmdir(p)
+    assert mounts_under(str(tmp_path)) == []
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_run_attach_wait_logs(engine):
+    async def go():
+        r = engine.create_container(
+            "c1",
+            {
+                "Image": "busybox",
+                "Cmd": ["sh", "-c", "echo out; echo err >&2; exit 3"],
+                "AttachStdout": True,
+                "AttachStderr": True,
+            },
+        )
+        cid = r["Id"]
+        io = _IO()
+        attach = asyncio.create_task(
+            engine.attach(cid, io, stdin=False, stdout=True, stderr=True, logs=False, stream=True)
+        )
+        waiter = await engine.wait(cid, "next-exit")
+        await asyncio.sleep(0.05)
+        await engine.start(cid)
+        res = await asyncio.wait_for(waiter, 20)
+        await asyncio.wait_for(attach, 10)
+        assert res == {"StatusCode": 3, "Error": None}
+        assert io.out[1] == b"out\n" and io.out[2] == b"err\n"
+        info = engine.inspect_container("c1")
+        assert info["State"]["Status"] == "exited" and info["State"]["ExitCode"] == 3
+        assert info["State"]["FinishedAt"] > info["State"]["StartedAt"]
+        assert info["HostConfig"]["LogConfig"]["Type"] == "json-file"
+        logs = [
+            x
+            async for x in engine.logs(
+                cid,
+                stdout=True,
+                stderr=True,
+                follow=False,
+                since=None,
+                until=None,
+                timestamps=False,
+                tail=None,
+            )
+        ]
+        assert sorted(logs) == [(1, b"out\n"), (2, b"err\n")]
+        assert [c["Names"] for c in engine.list_containers(all=True)] == [["/c1"]]
+        assert engine.list_containers() == []
+        await engine.remove("c1")
+        with pytest.raises(NotFound):
+            engine.inspect_container(cid)
+
+    run(go())
+
+
+def test_stdin_exec_stop_and_errors(engine):
+    async def go():
+        cid = engine.create_container(
+            None,
+            {
+                "Image": "busybox",
+                "Cmd": ["sh", "-c", "read x; echo got $x; sleep 60"],
+                "OpenStdin": True,
+                "StdinOnce": True,
+            },
+        )["Id"]
+        io = _IO(stdin=b"hello\n")
+        attach = asyncio.create_task(
+            engine.attach(cid, io, stdin=True, stdout=True, stderr=True, logs=False, stream=True)
+        )
+        await asyncio.sleep(0.05)
+        await engine.start(cid)
+        with pytest.raises(NotModified):
+            await engine.start(cid)
+        for _ in range(100):
+            if io.out[1]:
+                break
+            await asyncio.sleep(0.05)
+        assert io.out[1] == b"got hello\n"
+        eid = engine.exec_create(cid, {"Cmd": ["sh", "-c", "echo $((6*7)); exit 5"], "AttachStdout": True})[
+            "Id"
+        ]
+        eio = _IO()
+        await engine.exec_start(eid, eio, detach=False, tty=False)
+        assert eio.out[1] == b"42\n"
+        assert engine.exec_inspect(eid)["ExitCode"] == 5
+        with pytest.raises(Conflict, match="container is running"):
+            await engine.remove(cid)
+        top = engine.top(cid)
+        assert any("sleep" in p[-1] for p in top["Processes"])
+        await engine.pause(cid)
+        assert engine.inspect_container(cid)["State"]["Paused"]
+        await engine.unpause(cid)
+        await engine.stop(cid, t=1)
+        await asyncio.wait_for(attach, 10)
+        st = engine.inspect_container(cid)["State"]
+        assert st["Status"] == "exited" and st["ExitCode"] in (137, 143)
+        with pytest.raises(NotModified):
+            await engine.stop(cid)
+        with pytest.raises(Conflict):
+            await engine.kill(cid)
+        with pytest.raises(NotFound, match="No such image: nope:latest"):
+            engine.create_container(None, {"Image": "nope", "Cmd": ["true"]})
+        with pytest.raises(InvalidArgument):
+            await engine.wait(cid, "bogus")
+
+    run(go())
+
+
+def test_missing_binary_is_127(engine):
+    async def go():
+        cid = engine.create_container(None, {"Image": "busybox", "Cmd": ["/no/such/binary"]})["Id"]
+        with pytest.raises(InvalidArgument) as ei:
+            await engine.start(cid)
+        assert "no such file" in str(ei.value).lower() or "not found" in str(ei.value).lower()
+        assert engine.inspect_container(cid)["State"]["ExitCode"] == 127
+
+    run(go())
+
+
+def test_auto_remove(engine):
+    async def go():
+        cid = engine.create_container(
+            None, {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"AutoRemove": True}}
+        )["Id"]
+        removed = await engine.wait(cid, "removed")
+        await engine.start(cid)
+        assert (await asyncio.wait_for(removed, 20))["StatusCode"] == 0
+        with pytest.raises(NotFound):
+            engine.inspect_container(cid)
+
+    run(go())
