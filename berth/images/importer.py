@@ -147,10 +147,10 @@ def apply_changes(config: dict, changes: Sequence[str]) -> dict:
     return cfg
 
 
-def import_image(store: ImageStore, src: BinaryIO, *, ref: str | None = None, changes: Sequence[str] = (),
-                 message: str = "", source: str = "-", platform: str | None = None,
-                 created: str | None = None) -> Image:
-    """Import a rootfs tar stream as a one-layer image, optionally tagged ``ref``.
+def import_image(store: ImageStore, src: BinaryIO | str, *, ref: str | None = None,
+                 changes: Sequence[str] = (), message: str = "", source: str = "-",
+                 platform: str | None = None, created: str | None = None) -> Image:
+    """Import a rootfs tar (a stream or a file path) as a one-layer image, optionally tagged ``ref``.
 
     The layer is stored gzip-compressed whatever the input compression; the history entry and
     config carry ``message`` (default ``Imported from <source>``).
@@ -161,7 +161,12 @@ def import_image(store: ImageStore, src: BinaryIO, *, ref: str | None = None, ch
             raise InvalidArgument(f"cannot import with a digest reference: {ref}")
     cfg_section = apply_changes({}, changes)
     plat = oci.parse_platform(platform) if platform else oci.host_platform()
-    layer = put_compressed_layer(store.content, src, compression="gzip", check_tar=True)
+    if isinstance(src, str):
+        with open(src, "rb") as f:
+            layer = put_compressed_layer(store.content, f, compression="gzip", check_tar=True)
+        source = source if source != "-" else src
+    else:
+        layer = put_compressed_layer(store.content, src, compression="gzip", check_tar=True)
     created = created or now_rfc3339()
     msg = message or f"Imported from {source}"
     cfg = oci.new_config(diff_ids=[layer.diff_id], history=[{"created": created, "comment": msg}],

@@ -362,10 +362,11 @@ class _Candidate:
 
 def load(store: ImageStore, src: BinaryIO, *, limits: LoadLimits | None = None) -> LoadResult:
     """Load images from a docker-archive, OCI layout / oci-archive tar (plain, gzip, zstd...)."""
+    from berth.images.unpack import owner_labels
     from berth.metadata.leases import lease as _lease
 
     limits = limits or LoadLimits()
-    with _lease(store.leases, expires_in=3600.0, labels={"berth.load": "1"}) as held:
+    with _lease(store.leases, expires_in=3600.0, labels={"berth.load": "1", **owner_labels()}) as held:
         loader = _Loader(store, limits, held)
         try:
             loader.read_stream(src)

@@ -564,6 +564,27 @@ class ImageStore:
             self.record_layer(layer.chain_id, layer.diff_id, layer.size)
         return result.chain_id
 
+    def config(self, ref_or_id: str) -> oci.ImageConfig:
+        """The parsed config of an image (what containers are created from)."""
+        return self.read_config(self.get(ref_or_id))
+
+    def recover(self) -> list[str]:
+        """At start-up: drop leases of dead owners, stale ``extract-*`` snapshots and ingests."""
+        from berth.images.unpack import cleanup_extractions, owner_alive
+
+        for held_lease in self.leases.list():
+            if not owner_alive(held_lease.labels):
+                try:
+                    self.leases.delete(held_lease.id)   # its owner crashed
+                except NotFound:
+                    pass
+        removed: list[str] = []
+        if self.snapshotter is not None:
+            held = {ref for kind, ref in self.leases.resources() if kind == "snapshot"}
+            removed = cleanup_extractions(self.snapshotter, held=held)
+        self.content.cleanup_ingest()
+        return removed
+
     # -- prune and gc ----------------------------------------------------------------------
     def prune(self, *, all: bool = False, filters: dict[str, list[str]] | None = None) -> dict:
         """Remove dangling images (or every image no container uses): Docker's ImagePruneResponse."""

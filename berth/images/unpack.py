@@ -10,6 +10,7 @@ layer.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -76,7 +77,7 @@ def unpack(content: ContentStore, snapshotter: Snapshotter, manifest: oci.Descri
             from berth.metadata.leases import lease as _lease
 
             lease = stack.enter_context(_lease(leases, expires_in=UNPACK_LEASE_SECONDS,
-                                               labels={"berth.unpack": manifest.digest}))
+                                               labels={"berth.unpack": manifest.digest, **owner_labels()}))
             lease.add("content", manifest.digest)
             lease.add("content", m.config.digest)
         parent = ""
@@ -115,6 +116,29 @@ def unpack(content: ContentStore, snapshotter: Snapshotter, manifest: oci.Descri
                 lease.add("snapshot", chain)
             parent = chain
     return result
+
+
+def _start_time(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return ""
+    return data[data.rindex(b")") + 2:].split()[19].decode()
+
+
+def owner_labels() -> dict[str, str]:
+    """Labels naming this process (pid + start time) so a crashed owner's lease can be told apart."""
+    pid = os.getpid()
+    return {"berth.pid": str(pid), "berth.pid_start": _start_time(pid)}
+
+
+def owner_alive(labels: dict) -> bool:
+    """False when the labels name a process that is gone (or a recycled pid); True otherwise."""
+    pid = labels.get("berth.pid", "")
+    if not pid.isdigit():
+        return True
+    return _start_time(int(pid)) == labels.get("berth.pid_start", "")
 
 
 def _remove_quietly(snapshotter: Snapshotter, key: str) -> None:

@@ -205,8 +205,8 @@ def test_kill_mid_unpack_leaves_no_committed_partial(make_env, tmp_path, driver)
             again.snapshotter.stat(chains[1])                          # the killed one is not committed
         stale = [i.key for i in again.snapshotter.walk() if i.key.startswith("extract-")]
         assert len(stale) == 1 and again.snapshotter.stat(stale[0]).kind == "active"
-        assert cleanup_extractions(again.snapshotter) == stale
-        again.content.cleanup_ingest()
+        assert cleanup_extractions(again.snapshotter, held=set(stale)) == []
+        assert again.recover() == stale
         ingest = os.path.join(again.content.root, "ingest")
         assert not os.path.isdir(ingest) or os.listdir(ingest) == []
         assert again.unpack("big:1") == chains[1]

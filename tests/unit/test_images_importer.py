@@ -96,3 +96,11 @@ def test_import_refuses_non_tar_and_leaves_nothing(store, data):
 def test_import_bad_ref(store):
     with pytest.raises(InvalidArgument):
         import_image(store, io.BytesIO(make_tar({"a": b"1"})), ref="Bad Ref")
+
+
+def test_import_from_path(store, tmp_path):
+    p = tmp_path / "rootfs.tar"
+    p.write_bytes(make_tar({"x": b"1"}))
+    img = import_image(store, str(p), ref="frompath:1")
+    assert store.inspect(img.id)["Comment"] == f"Imported from {p}"
+    assert store.config("frompath:1").diff_ids == [digest.sha256(p.read_bytes())]
