@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from berth.archive import tarformat as tf
 from berth.archive.compression import open_decompressed
-from berth.archive.limits import Limits
+from berth.archive.limits import Limits, ensure_recursion
 from berth.archive.stream import TarStream
 from berth.errors import BerthError, InvalidArgument, LimitExceeded
 from berth.sys import linux
@@ -58,6 +58,7 @@ def apply_layer(src: BinaryIO, root: str, *, whiteout_mode: str = "delete", lowe
     if whiteout_mode not in ("delete", "overlay"):
         raise InvalidArgument(f"unknown whiteout mode {whiteout_mode!r}")
     limits = limits or Limits()
+    ensure_recursion(limits.max_depth)
     stream = TarStream(open_decompressed(src), limits.max_bytes)
     applier = _Applier(root, whiteout_mode, lower_dirs, limits)
     count = 0

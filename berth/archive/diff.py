@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 from berth.archive import tarformat as tf
 from berth.archive.compression import Compressor
+from berth.archive.limits import ensure_recursion
 from berth.errors import Conflict, InvalidArgument
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
@@ -389,6 +390,7 @@ def write_diff(upper: str, out: BinaryIO, *, whiteout_mode: str, lower_dirs=(),
     """
     if whiteout_mode not in ("overlay", "delete"):
         raise InvalidArgument(f"unknown whiteout mode {whiteout_mode!r}")
+    ensure_recursion(4096)
     sink = _Sink(out, compression)
     try:
         w = _TarWriter(sink, source_date_epoch, whiteout_mode == "overlay")
@@ -412,6 +414,7 @@ def write_diff(upper: str, out: BinaryIO, *, whiteout_mode: str, lower_dirs=(),
 
 def write_tree(root: str, out: BinaryIO, *, source_date_epoch: int | None = None) -> int:
     """Write the whole tree under root as a flat, deterministic, uncompressed tar; returns its size."""
+    ensure_recursion(4096)
     sink = _Sink(out, None)
     try:
         w = _TarWriter(sink, source_date_epoch)
