@@ -24,6 +24,7 @@ from berth.images.bootstrap import busybox_image, make_busybox_rootfs
 from berth.images.saveload import load, save
 from berth.images.store import ImageStore
 from berth.metadata.db import Database
+from berth.mount import mount_all, unmount_all
 from berth.snapshots import open_snapshotter
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -99,12 +100,27 @@ def store(tmp_path):
     base = tmp_path / "berth"
     base.mkdir()
     db = Database(str(base / "meta.db"))
-    s = ImageStore(db, ContentStore(str(base / "content")), open_snapshotter(str(base / "snap"), db, "vfs"))
+    snap = open_snapshotter(str(base / "snap"), db, "overlay")
+    s = ImageStore(db, ContentStore(str(base / "content")), snap)
     yield s
     for info in sorted(s.snapshotter.walk(), key=lambda i: i.parent == ""):
         with contextlib.suppress(Exception):
             s.snapshotter.remove(info.key)
     db.close()
+
+
+@contextlib.contextmanager
+def mounted(store: ImageStore, chain: str, tmp_path):
+    """A read-only view of a committed chain, mounted on a tmp dir (unmounted and removed after)."""
+    key = f"view-{secrets.token_hex(4)}"
+    target = tmp_path / key
+    target.mkdir()
+    mount_all(store.snapshotter.view(key, chain), str(target))
+    try:
+        yield str(target)
+    finally:
+        unmount_all(str(target))
+        store.snapshotter.remove(key)
 
 
 def saved(store: ImageStore, refs: list[str]) -> bytes:
@@ -163,11 +179,12 @@ def test_berth_loads_what_docker_saves(dockerd, store, tmp_path):
     assert img.id == docker_id
     assert "FROM_DOCKER=1" in store.inspect(img.id)["Config"]["Env"]
     top = store.unpack(img.id)
-    root = store.snapshotter.upper_dir(top)
-    with open(os.path.join(root, "hello")) as f:
-        assert f.read() == "made-in-docker\n"
-    assert os.path.isfile(os.path.join(root, "bin/busybox"))
-    assert not os.path.lexists(os.path.join(root, "bin/ls"))   # the whiteout applied
+    with mounted(store, top, tmp_path) as root:
+        with open(os.path.join(root, "hello")) as f:
+            assert f.read() == "made-in-docker\n"
+        assert os.path.isfile(os.path.join(root, "bin/busybox"))
+        assert not os.path.lexists(os.path.join(root, "bin/ls"))   # the whiteout applied
+        assert os.path.lexists(os.path.join(root, "bin/cat"))
     # and what berth saves of it, Docker loads again with the same ID
     again = dockerd.docker("load", input=saved(store, [f"{tag}:two"])).stdout.decode()
     assert f"{tag}:two" in again
@@ -212,7 +229,9 @@ def test_berth_loads_podman_save(podman, store, tmp_path, fmt):
     img = store.get("localhost/pm:1")
     assert img.id == pm_id
     top = store.unpack(img.id)
-    assert os.path.isfile(os.path.join(store.snapshotter.upper_dir(top), "bin/busybox"))
+    with mounted(store, top, tmp_path) as root:
+        assert os.path.isfile(os.path.join(root, "bin/busybox"))
+        assert os.readlink(os.path.join(root, "bin/sh")) == "/bin/busybox"
 
 
 def _layout_dir(store: ImageStore, tmp_path, ref: str) -> str:
