@@ -94,8 +94,6 @@ def reserve(proto: str, host_ip: str, port: int) -> socket.socket:
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     s = socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC)
     try:
-        if kind == socket.SOCK_STREAM:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((host_ip or "0.0.0.0", port))
     except OSError as e:
         s.close()

@@ -1,0 +1,293 @@
+"""Bridge networks for real, inside a private "host" network namespace made by each test.
+
+Each test gets a fresh netns that plays the host (bridges, nft table, published ports live
+there), container netns files, and optionally an "outside" netns behind a veth uplink.
+Nothing is created in the machine's own network namespace; traffic stays in these netns.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from ipaddress import IPv4Address
+
+import pytest
+
+from berth.errors import AlreadyExists, Conflict, Forbidden, InvalidArgument, NotFound
+from berth.metadata.db import Database
+from berth.network import links as nl
+from berth.network import nft
+from berth.network.manager import NetworkManager
+from berth.network.netns import create_netns, delete_netns, run_in_netns
+from berth.network.ports import reserve
+from berth.network.testing import echo_server, links, request, routes
+
+pytestmark = pytest.mark.root
+
+UPLINK_HOST = "198.51.100.1"
+UPLINK_OUTSIDE = "198.51.100.2"
+
+
+class Env:
+    def __init__(self, tmp_path) -> None:
+        self.tmp = tmp_path
+        self.tag = secrets.token_hex(4)
+        self.host = create_netns(str(tmp_path / f"berth-t-{self.tag}-host"))
+        self.table = f"berth_t_{self.tag}"
+        self.netns: list[str] = []
+        self.managers: list[NetworkManager] = []
+        self.dbs: list[Database] = []
+        self.run_dir = str(tmp_path / "run")
+        os.makedirs(self.run_dir)
+
+    def manager(self, **kw) -> NetworkManager:
+        db = Database(str(self.tmp / "net.db"))
+        self.dbs.append(db)
+        kw.setdefault("dns_upstreams", [])
+        kw.setdefault("dns_port", 53)
+        m = NetworkManager(db, self.run_dir, table=self.table, host_netns=self.host, **kw)
+        m.restore()
+        self.managers.append(m)
+        return m
+
+    def container(self, name: str) -> str:
+        path = create_netns(str(self.tmp / f"berth-t-{self.tag}-{name}"))
+        self.netns.append(path)
+        return path
+
+    def outside(self) -> str:
+        """A peer outside the host: netns "outside" on a veth uplink 198.51.100.0/24."""
+        path = self.container("outside")
+
+        def host_side():
+            from pyroute2 import IPRoute
+
+            fd = os.open(path, os.O_RDONLY)
+            with IPRoute() as ipr:
+                ipr.link("add", ifname="uplink0", kind="veth", peer={"ifname": "eth0", "net_ns_fd": fd})
+                idx = ipr.link_lookup(ifname="uplink0")[0]
+                ipr.addr("add", index=idx, address=UPLINK_HOST, prefixlen=24)
+                ipr.link("set", index=idx, state="up")
+            os.close(fd)
+
+        def outside_side():
+            from pyroute2 import IPRoute
+
+            with IPRoute() as ipr:
+                idx = ipr.link_lookup(ifname="eth0")[0]
+                ipr.addr("add", index=idx, address=UPLINK_OUTSIDE, prefixlen=24)
+                ipr.link("set", index=idx, state="up")
+
+        run_in_netns(self.host, host_side)
+        run_in_netns(path, outside_side)
+        return path
+
+    def close(self) -> None:
+        for m in self.managers:
+            m.close()
+        for p in self.netns:
+            delete_netns(p)
+        delete_netns(self.host)  # bridges, veths and the nft table go with it
+        for db in self.dbs:
+            db.close()
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = Env(tmp_path)
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+def test_default_bridge_and_predefined_networks(env):
+    m = env.manager()
+    names = {n.name: n for n in m.list()}
+    assert set(names) == {"bridge", "host", "none"}
+    br = names["bridge"]
+    assert br.bridge == "berth0" and str(br.subnet) == "172.17.0.0/16" and str(br.gateway) == "172.17.0.1"
+    host_links = links(env.host)
+    assert "172.17.0.1/16" in host_links["berth0"]["addrs"] and host_links["berth0"]["up"]
+    assert run_in_netns(env.host, lambda: open("/proc/sys/net/ipv4/ip_forward").read().strip()) == "1"
+    with pytest.raises(Forbidden):
+        m.remove_network("bridge")
+    with pytest.raises(Forbidden):
+        m.create_network("myhost", driver="host")
+    assert m.get(br.id[:6]).name == "bridge"
+    with pytest.raises(NotFound):
+        m.get("nope")
+
+
+def test_default_pool_skips_host_routes(env):
+    def add_dummy():
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr:
+            ipr.link("add", ifname="taken0", kind="bridge")
+            idx = ipr.link_lookup(ifname="taken0")[0]
+            ipr.addr("add", index=idx, address="172.17.9.1", prefixlen=24)
+            ipr.addr("add", index=idx, address="172.19.0.1", prefixlen=16)
+            ipr.link("set", index=idx, state="up")
+
+    run_in_netns(env.host, add_dummy)
+    m = env.manager()
+    assert str(m.get("bridge").subnet) == "172.18.0.0/16"
+    assert str(m.create_network("n1").subnet) == "172.20.0.0/16"  # 172.19 is routed on the host
+
+
+def test_containers_on_one_network_talk_and_mac_mtu_ip(env):
+    m = env.manager()
+    net = m.create_network("appnet", subnet="10.77.0.0/24", options={"com.docker.network.driver.mtu": "1400"})
+    a, b = env.container("a"), env.container("b")
+    ea = m.connect("appnet", "a" * 64, a, name="alpha")
+    eb = m.connect("appnet", "b" * 64, b, ip="10.77.0.50", mac="02:aa:bb:cc:dd:ee")
+    assert str(ea.address) == "10.77.0.2" and str(eb.address) == "10.77.0.50"
+    lb = links(b)
+    assert lb["eth0"]["mac"] == "02:aa:bb:cc:dd:ee" and lb["eth0"]["mtu"] == 1400 and lb["lo"]["up"]
+    assert lb["eth0"]["addrs"] == ["10.77.0.50/24"]
+    assert ("0.0.0.0", 0, "10.77.0.1") in routes(b)
+    assert links(env.host)[net.bridge]["mtu"] == 1400
+    with echo_server(b, port=7000) as srv:
+        assert request(a, "10.77.0.50", srv.port, b"hi") == b"10.77.0.2|hi"
+    with pytest.raises(Conflict):
+        m.connect("appnet", "c" * 64, env.container("c"), ip="10.77.0.50")
+    with pytest.raises(AlreadyExists):
+        m.connect("appnet", "a" * 64, a)
+    with pytest.raises(InvalidArgument):
+        m.connect("appnet", "d" * 64, str(env.tmp / "not-a-netns"))
+    with pytest.raises(Conflict):
+        m.remove_network("appnet")  # active endpoints
+
+
+def test_default_bridge_reaches_host_and_outside_is_masqueraded(env):
+    m = env.manager()
+    outside = env.outside()
+    c = env.container("c")
+    ep = m.connect("bridge", "c" * 64, c)
+    with echo_server(env.host, port=7001) as srv:
+        assert request(c, str(ep.gateway), srv.port, b"x") == f"{ep.address}|x".encode()
+    with echo_server(outside, port=7002) as srv:
+        assert request(c, UPLINK_OUTSIDE, srv.port, b"y") == f"{UPLINK_HOST}|y".encode()
+
+
+def test_networks_are_isolated_and_internal_has_no_way_out(env):
+    m = env.manager()
+    outside = env.outside()
+    m.create_network("n1")
+    m.create_network("n2")
+    m.create_network("secret", internal=True)
+    a, b, s = env.container("a"), env.container("b"), env.container("s")
+    m.connect("n1", "a" * 64, a)
+    eb = m.connect("n2", "b" * 64, b)
+    es = m.connect("secret", "s" * 64, s)
+    assert all(gw is None for dst, _, gw in routes(s))  # no default route
+    with echo_server(b, port=7003) as srv:
+        assert request(a, str(eb.address), srv.port, timeout=0.7) is None
+        assert request(s, str(eb.address), srv.port, timeout=0.7) is None
+    with echo_server(s, port=7004) as srv:
+        assert request(a, str(es.address), srv.port, timeout=0.7) is None
+    with echo_server(outside, port=7005) as srv:
+        assert request(s, UPLINK_OUTSIDE, srv.port, timeout=0.7) is None
+        assert request(a, UPLINK_OUTSIDE, srv.port) is not None
+    # the rules are what isolates them: without berth's table, n1 reaches n2
+    run_in_netns(env.host, nft.delete_table, env.table)
+    with echo_server(b, port=7006) as srv:
+        assert request(a, str(eb.address), srv.port) is not None
+
+
+def test_published_port_on_loopback_gateway_and_uplink(env):
+    m = env.manager()
+    outside = env.outside()
+    m.create_network("web")
+    c = env.container("c")
+    ep = m.connect("web", "c" * 64, c)
+    gw = str(m.get("bridge").gateway)
+    with echo_server(c, port=8000) as tsrv, echo_server(c, port=8001, proto="udp") as usrv:
+        bound = m.publish("c" * 64, ep, [f"18080:{tsrv.port}", f"127.0.0.1::{usrv.port}/udp"])
+        assert [b.host_port for b in bound][0] == 18080
+        uport = bound[1].host_port
+        assert uport > 0 and bound[1].host_ip == "127.0.0.1"
+        assert request(env.host, "127.0.0.1", 18080, b"lo").endswith(b"|lo")
+        assert request(env.host, gw, 18080, b"gw").endswith(b"|gw")
+        assert request(outside, UPLINK_HOST, 18080, b"out").endswith(b"|out")
+        assert request(env.host, "127.0.0.1", uport, b"u", proto="udp").endswith(b"|u")
+        # the UDP one is bound to 127.0.0.1 only
+        assert request(outside, UPLINK_HOST, uport, b"u", proto="udp", timeout=0.7) is None
+        # conflicts: the same port again, and a port some other program holds
+        with pytest.raises(Conflict):
+            m.publish("c" * 64, ep, ["18080:80"])
+        with echo_server(env.host, port=0) as other:
+            with pytest.raises(Conflict):
+                m.publish("c" * 64, ep, [f"{other.port}:80"])
+        assert len(m.ports("c" * 64)) == 2
+        m.unpublish("c" * 64)
+        assert request(env.host, "127.0.0.1", 18080, b"lo", timeout=0.7) is None
+        assert m.ports() == []
+
+
+def test_disconnect_removes_reachability_and_the_veth(env):
+    m = env.manager()
+    m.create_network("n")
+    a, b = env.container("a"), env.container("b")
+    m.connect("n", "a" * 64, a)
+    eb = m.connect("n", "b" * 64, b)
+    with echo_server(b, port=7007) as srv:
+        assert request(a, str(eb.address), srv.port) is not None
+        m.disconnect("n", "b" * 64)
+        assert request(a, str(eb.address), srv.port, timeout=0.7) is None
+    assert eb.host_ifname not in links(env.host) and "eth0" not in links(b)
+    with pytest.raises(NotFound):
+        m.disconnect("n", "b" * 64)
+    m.disconnect("n", "a" * 64)
+    m.remove_network("n")
+    assert not [n for n in links(env.host) if n.startswith("br-")]
+
+
+def test_none_network_brings_up_loopback_only(env):
+    m = env.manager()
+    c = env.container("c")
+    run_in_netns(c, lambda: nl.delete_link("nothing"))
+    assert m.connect("none", "c" * 64, c) is None
+    assert set(links(c)) == {"lo"} and links(c)["lo"]["up"]
+    assert m.connect("host", "c" * 64, None) is None
+
+
+def test_leak_twenty_connect_disconnect_cycles(env):
+    m = env.manager()
+    m.create_network("cyc")
+    c = env.container("c")
+    base_links = set(links(env.host))
+    base_rules = run_in_netns(env.host, nft.rule_count, env.table)
+    for i in range(20):
+        ep = m.connect("cyc", "c" * 64, c, aliases=[f"x{i}"])
+        m.publish("c" * 64, ep, ["8080/tcp"])
+        assert run_in_netns(env.host, nft.rule_count, env.table) == base_rules + 1
+        m.disconnect("cyc", "c" * 64)
+    assert set(links(env.host)) == base_links
+    assert set(links(c)) == {"lo"}
+    assert run_in_netns(env.host, nft.rule_count, env.table) == base_rules
+    n = m.get("cyc")
+    assert m.store.used_addresses(n.id) == {n.gateway} and m.ports() == [] and m.endpoints() == []
+    assert m._reservations == {}
+
+
+def test_restore_after_restart_keeps_allocations_and_rules(env):
+    m1 = env.manager()
+    m1.create_network("keep", subnet="10.88.0.0/16", ip_range="10.88.5.0/24")
+    c = env.container("c")
+    ep = m1.connect("keep", "c" * 64, c, name="cee")
+    assert str(ep.address) == "10.88.5.0"  # ip-range starts at its first address
+    with echo_server(c, port=9000) as srv:
+        m1.publish("c" * 64, ep, [f"19000:{srv.port}"])
+        m1.teardown()  # the daemon goes away and the table with it; records stay
+        assert request(env.host, "127.0.0.1", 19000, timeout=0.7) is None
+        m2 = env.manager()
+        assert request(env.host, "127.0.0.1", 19000, b"back").endswith(b"|back")
+        assert m2.endpoints("c" * 64)[0].address == ep.address
+        d = env.container("d")
+        assert str(m2.connect("keep", "d" * 64, d).address) == "10.88.5.1"
+        assert {p.host_port for p in m2.ports()} == {19000}
+        with pytest.raises(Conflict):  # the reservation is held again after restore
+            run_in_netns(env.host, reserve, "tcp", "", 19000)
+    assert IPv4Address("10.88.5.0") in m2.store.used_addresses(m2.get("keep").id)
