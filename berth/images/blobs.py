@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from berth.oci import image as oci
 
@@ -26,10 +26,13 @@ class Layer:
     uncompressed_size: int = 0
 
 
-def put_json(content: ContentStore, obj: dict, media_type: str) -> oci.Descriptor:
-    """Store obj as canonical JSON; return its descriptor."""
+def put_json(content: ContentStore, obj: dict, media_type: str, *, lease: Any = None) -> oci.Descriptor:
+    """Store obj as canonical JSON; return its descriptor (held by lease, if given, against GC)."""
     data = oci.canonical_json(obj)
-    return oci.Descriptor(media_type, content.write_bytes(data), len(data))
+    dg = content.write_bytes(data)
+    if lease is not None:
+        lease.add("content", dg)
+    return oci.Descriptor(media_type, dg, len(data))
 
 
 def now_rfc3339(ts: float | None = None) -> str:
@@ -69,7 +72,7 @@ def _check_tar_header(block: bytes) -> None:
 
 
 def put_compressed_layer(content: ContentStore, src: BinaryIO, *, compression: str = "gzip",
-                         check_tar: bool = False) -> Layer:
+                         check_tar: bool = False, lease: Any = None) -> Layer:
     """Read a tar stream (plain, gzip or zstd: detected), store it recompressed; hash both forms.
 
     check_tar: refuse input whose first block is not a tar header (InvalidArgument).
@@ -109,16 +112,18 @@ def put_compressed_layer(content: ContentStore, src: BinaryIO, *, compression: s
             comp.close()
         size = w.offset
         dg = w.commit()
+    if lease is not None:
+        lease.add("content", dg)
     mt = oci.layer_media_type(compression if compression in ("gzip", "zstd") else None)
     return Layer(oci.Descriptor(mt, dg, size), diff.digest(), diff.size)
 
 
 def put_image(content: ContentStore, layers: Sequence[Layer], config: dict, *,
-              annotations: dict | None = None) -> oci.Descriptor:
+              annotations: dict | None = None, lease: Any = None) -> oci.Descriptor:
     """Store a config (its rootfs.diff_ids set from layers) and an OCI manifest; return the manifest."""
     config = dict(config)
     config["rootfs"] = {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]}
-    cdesc = put_json(content, config, oci.OCI_CONFIG)
+    cdesc = put_json(content, config, oci.OCI_CONFIG, lease=lease)
     manifest = oci.Manifest(media_type=oci.OCI_MANIFEST, config=cdesc,
                             layers=[layer.descriptor for layer in layers], annotations=annotations or {})
-    return put_json(content, manifest.to_dict(), oci.OCI_MANIFEST)
+    return put_json(content, manifest.to_dict(), oci.OCI_MANIFEST, lease=lease)

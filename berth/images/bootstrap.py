@@ -17,7 +17,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from berth.errors import InvalidArgument, NotFound, Unavailable
 from berth.images.blobs import Layer, _Tee, put_image
@@ -44,7 +44,7 @@ _GROUP = ("root:x:0:\ndaemon:x:1:\nbin:x:2:\nsys:x:3:\nadm:x:4:\ntty:x:5:\ndisk:
           "www-data:x:33:\nusers:x:100:\nnogroup:x:65534:\n")
 
 
-def _write_layer(store: ImageStore, root: str, epoch: int | None) -> Layer:
+def _write_layer(store: ImageStore, root: str, epoch: int | None, lease: Any) -> Layer:
     """Diff a whole directory tree (delete mode, no parent) into a gzip layer blob."""
     import secrets
 
@@ -54,6 +54,7 @@ def _write_layer(store: ImageStore, root: str, epoch: int | None) -> Layer:
         res = write_diff(root, _Tee(w), whiteout_mode="delete", lower_dirs=(), compression="gzip",
                          source_date_epoch=epoch)
         dg = w.commit()
+    lease.add("content", dg)
     if dg != res.digest:
         raise Unavailable(f"layer digest {dg} differs from the diff's {res.digest}")
     return Layer(oci.Descriptor(res.media_type, res.digest, res.compressed_size), res.diff_id, res.size)
@@ -111,6 +112,11 @@ def _file_sha256(path: str) -> str:
 def busybox_image(store: ImageStore, *, name: str = "busybox:latest", busybox: str = BUSYBOX,
                   work_dir: str | None = None) -> Image:
     """Build (or rebuild: same binary, same ID) the busybox image and tag it ``name``."""
+    with store.hold("bootstrap") as held:
+        return _busybox_image(store, name, busybox, work_dir, held)
+
+
+def _busybox_image(store: ImageStore, name: str, busybox: str, work_dir: str | None, lease: Any) -> Image:
     stage = tempfile.mkdtemp(prefix="berth-busybox-", dir=work_dir)
     try:
         root = os.path.join(stage, "rootfs")
@@ -118,7 +124,7 @@ def busybox_image(store: ImageStore, *, name: str = "busybox:latest", busybox: s
         os.chmod(root, 0o755)
         make_busybox_rootfs(root, busybox)
         _set_times(root, BUSYBOX_EPOCH)
-        layer = _write_layer(store, root, BUSYBOX_EPOCH)
+        layer = _write_layer(store, root, BUSYBOX_EPOCH, lease)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     cfg = oci.new_config(
@@ -128,7 +134,7 @@ def busybox_image(store: ImageStore, *, name: str = "busybox:latest", busybox: s
                   "created_by": f"berth bootstrap: busybox-static (sha256:{_file_sha256(busybox)}), "
                                 "applet links from busybox --list-full"},
                  {"created": BUSYBOX_CREATED, "created_by": 'CMD ["sh"]', "empty_layer": True}])
-    return store.add(put_image(store.content, [layer], cfg), names=[name])
+    return store.add(put_image(store.content, [layer], cfg, lease=lease), names=[name])
 
 
 # --- debian ------------------------------------------------------------------------------------
@@ -221,16 +227,22 @@ def debian_image(store: ImageStore, *, suite: str = "bookworm", name: str | None
                  cache_dir: str = DEFAULT_CACHE_DIR, mirror: str | None = None,
                  debootstrap: str = "debootstrap", timeout: float = 1800.0) -> Image:
     """The ``debian:<suite>`` image from a cached or freshly debootstrapped minbase layer."""
-    name = name or f"debian:{suite}"
+    with store.hold("bootstrap") as held:
+        return _debian_image(store, suite, name or f"debian:{suite}", cache_dir, mirror, debootstrap, timeout,
+                             held)
+
+
+def _debian_image(store: ImageStore, suite: str, name: str, cache_dir: str, mirror: str | None,
+                  debootstrap: str, timeout: float, lease: Any) -> Image:
     arch = oci.host_platform().architecture
     os.makedirs(cache_dir, mode=0o700, exist_ok=True)
     blob_path = os.path.join(cache_dir, f"debian-{suite}-{arch}.layer.tar.gz")
     meta_path = blob_path + ".json"
-    layer = _cached_layer(store, blob_path, meta_path)
+    layer = _cached_layer(store, blob_path, meta_path, lease)
     if layer is None:
         meta = _build_debian_layer(store, suite, arch, cache_dir, blob_path, meta_path, mirror, debootstrap,
                                    timeout)
-        layer = _cached_layer(store, blob_path, meta_path)
+        layer = _cached_layer(store, blob_path, meta_path, lease)
         if layer is None:
             raise Unavailable(f"debian layer cache at {blob_path} is unusable right after building it")
     else:
@@ -243,10 +255,10 @@ def debian_image(store: ImageStore, *, suite: str = "bookworm", name: str | None
         history=[{"created": created,
                   "created_by": f"debootstrap --variant=minbase {suite} {meta.get('mirror', '')}"},
                  {"created": created, "created_by": 'CMD ["bash"]', "empty_layer": True}])
-    return store.add(put_image(store.content, [layer], cfg), names=[name])
+    return store.add(put_image(store.content, [layer], cfg, lease=lease), names=[name])
 
 
-def _cached_layer(store: ImageStore, blob_path: str, meta_path: str) -> Layer | None:
+def _cached_layer(store: ImageStore, blob_path: str, meta_path: str, lease: Any) -> Layer | None:
     try:
         with open(meta_path) as f:
             meta = json.load(f)
@@ -255,6 +267,7 @@ def _cached_layer(store: ImageStore, blob_path: str, meta_path: str) -> Layer | 
     except (OSError, ValueError, KeyError, TypeError):
         return None
     try:
+        lease.add("content", dg)
         if not store.content.exists(dg):
             with open(blob_path, "rb") as src, store.content.writer(f"bootstrap-cache-{dg}", expected=dg,
                                                                     size=size) as w:

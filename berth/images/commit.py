@@ -32,7 +32,6 @@ def commit_snapshot(store: ImageStore, key: str, *, parent: str | None, ref: str
 
     The caller pauses the container if it wants a consistent copy (``docker commit --pause``).
     """
-    from berth.archive import write_diff
 
     snap = store.snapshotter
     if snap is None:
@@ -53,10 +52,24 @@ def commit_snapshot(store: ImageStore, key: str, *, parent: str | None, ref: str
         raw = oci.new_config(diff_ids=[], history=[], created="")
         layers, history = [], []
     section = apply_changes(raw.get("config") or {}, changes)
+    with store.hold("commit") as held:
+        return _commit(store, key, raw, section, layers, history, ref=ref, comment=comment, author=author,
+                       container_id=container_id, container_config=container_config, created_by=created_by,
+                       compression=compression, lease=held)
+
+
+def _commit(store: ImageStore, key: str, raw: dict, section: dict, layers: list[Layer], history: list[dict],
+            *, ref: str | None, comment: str, author: str, container_id: str, container_config: dict | None,
+            created_by: str, compression: str, lease: Any) -> Image:
+    from berth.archive import write_diff
+
+    snap = store.snapshotter
+    assert snap is not None
     with store.content.writer(f"commit-{secrets.token_hex(8)}") as w:
         res = write_diff(snap.upper_dir(key), _Tee(w), whiteout_mode=snap.whiteout_mode,
                          lower_dirs=snap.lower_dirs(key), compression=compression)
         dg = w.commit()
+    lease.add("content", dg)
     if dg != res.digest:
         raise InvalidArgument(f"layer digest {dg} differs from the diff's {res.digest}")
     layer = Layer(oci.Descriptor(res.media_type, res.digest, res.compressed_size), res.diff_id, res.size)
@@ -74,7 +87,7 @@ def commit_snapshot(store: ImageStore, key: str, *, parent: str | None, ref: str
             raw.pop(k, None)
     if container_config is not None:
         raw["container_config"] = container_config
-    mdesc = put_image(store.content, [*layers, layer], raw)
+    mdesc = put_image(store.content, [*layers, layer], raw, lease=lease)
     img = store.add(mdesc, names=[ref] if ref else [])
     store.record_layer(oci.chain_id([*(la.diff_id for la in layers), layer.diff_id]), layer.diff_id, res.size)
     return img

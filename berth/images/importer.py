@@ -161,17 +161,18 @@ def import_image(store: ImageStore, src: BinaryIO | str, *, ref: str | None = No
             raise InvalidArgument(f"cannot import with a digest reference: {ref}")
     cfg_section = apply_changes({}, changes)
     plat = oci.parse_platform(platform) if platform else oci.host_platform()
-    if isinstance(src, str):
-        with open(src, "rb") as f:
-            layer = put_compressed_layer(store.content, f, compression="gzip", check_tar=True)
-        source = source if source != "-" else src
-    else:
-        layer = put_compressed_layer(store.content, src, compression="gzip", check_tar=True)
-    created = created or now_rfc3339()
-    msg = message or f"Imported from {source}"
-    cfg = oci.new_config(diff_ids=[layer.diff_id], history=[{"created": created, "comment": msg}],
-                         config=cfg_section, created=created, architecture=plat.architecture,
-                         os=plat.os, variant=plat.variant)
-    cfg["comment"] = msg
-    mdesc = put_image(store.content, [layer], cfg)
-    return store.add(mdesc, names=[ref] if ref else [])
+    with store.hold("import") as held:
+        if isinstance(src, str):
+            with open(src, "rb") as f:
+                layer = put_compressed_layer(store.content, f, compression="gzip", check_tar=True, lease=held)
+            source = source if source != "-" else src
+        else:
+            layer = put_compressed_layer(store.content, src, compression="gzip", check_tar=True, lease=held)
+        created = created or now_rfc3339()
+        msg = message or f"Imported from {source}"
+        cfg = oci.new_config(diff_ids=[layer.diff_id], history=[{"created": created, "comment": msg}],
+                             config=cfg_section, created=created, architecture=plat.architecture,
+                             os=plat.os, variant=plat.variant)
+        cfg["comment"] = msg
+        mdesc = put_image(store.content, [layer], cfg, lease=held)
+        return store.add(mdesc, names=[ref] if ref else [])

@@ -12,7 +12,8 @@ import fnmatch
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -563,6 +564,15 @@ class ImageStore:
         for layer in result.applied:
             self.record_layer(layer.chain_id, layer.diff_id, layer.size)
         return result.chain_id
+
+    @contextmanager
+    def hold(self, what: str = "build") -> Iterator[Any]:
+        """A lease for a multi-step image write (blobs first, record last): GC keeps what it holds."""
+        from berth.images.unpack import owner_labels
+        from berth.metadata.leases import lease
+
+        with lease(self.leases, expires_in=3600.0, labels={"berth.images": what, **owner_labels()}) as held:
+            yield held
 
     def config(self, ref_or_id: str) -> oci.ImageConfig:
         """The parsed config of an image (what containers are created from)."""

@@ -180,3 +180,22 @@ def test_times():
     assert parse_time("2024-01-02T04:04:05+01:00") == 1704164645.0
     assert parse_time("garbage") == 0.0
     assert rfc3339(1704164645.5) == "2024-01-02T03:04:05.5Z"
+
+
+def test_hold_protects_blobs_from_gc(env):
+    import time
+
+    from berth.images.blobs import put_json
+    from berth.oci import image as oci
+
+    store, content, _ = env
+    with store.hold("test") as held:
+        d = put_json(content, {"x": 1}, oci.OCI_CONFIG, lease=held)
+        unheld = put_json(content, {"y": 2}, oci.OCI_CONFIG)
+        time.sleep(0.05)
+        res = store.gc()
+        assert content.exists(d.digest) and not content.exists(unheld.digest)
+        assert unheld.digest in res.removed_blobs
+    time.sleep(0.05)
+    store.gc()
+    assert not content.exists(d.digest)
