@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import tarfile
 
 import pytest
@@ -74,10 +75,32 @@ def test_apply_and_diff_roundtrip(snap, tmp_path, no_leaked_mounts):
         os.unlink(os.path.join(m, "kept"))
         with open(os.path.join(m, "bin", "added"), "w") as f:
             f.write("added")
+        shutil.rmtree(os.path.join(m, "dir"))
+        os.mkdir(os.path.join(m, "dir"))
+        with open(os.path.join(m, "dir", "fresh"), "w") as f:
+            f.write("fresh")
+        expected = _tree(m)
     out = io.BytesIO()
     berth.archive.write_diff(snap.upper_dir("ctr"), out, whiteout_mode=snap.whiteout_mode,
                              lower_dirs=snap.lower_dirs("ctr"), compression=None)
     with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as t:
         names = {n.rstrip("/").removeprefix("./") for n in t.getnames()}
-    assert ".wh.kept" in names and "bin/added" in names, names
+    assert ".wh.kept" in names and "bin/added" in names and "dir/fresh" in names, names
     assert "dir/new" not in names and "bin/tool" not in names, names
+    # the diff applied on the same parent reproduces the container's tree
+    _apply(snap, "again", "top", out.getvalue())
+    snap.view("again-view", "again")
+    with mounted(snap.mounts("again-view"), scratch) as m:
+        assert _tree(m) == expected
+
+
+def _tree(root: str) -> dict[str, bytes | None]:
+    out: dict[str, bytes | None] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for d in dirnames:
+            out[os.path.normpath(os.path.join(rel, d))] = None
+        for f in filenames:
+            with open(os.path.join(dirpath, f), "rb") as fh:
+                out[os.path.normpath(os.path.join(rel, f))] = fh.read()
+    return out
