@@ -76,8 +76,16 @@ class Runtime:
 
     def __call__(self, *args: str, check: bool = False, timeout: float = 60,
                  **kw) -> subprocess.CompletedProcess:
-        p = subprocess.run([self.path, "--root", self.root, *args], capture_output=True, text=True,
-                           timeout=timeout, **kw)
+        # files, not pipes: a created container's init inherits them and would hold a pipe open
+        import tempfile
+
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            p = subprocess.run([self.path, "--root", self.root, *args], stdout=out, stderr=err,
+                               timeout=timeout, **kw)
+            out.seek(0)
+            err.seek(0)
+            p.stdout = out.read().decode(errors="replace")
+            p.stderr = err.read().decode(errors="replace")
         if check and p.returncode != 0:
             raise AssertionError(f"{args} failed ({p.returncode}): {p.stderr}")
         return p
