@@ -380,6 +380,14 @@ def load(store: ImageStore, src: BinaryIO, *, limits: LoadLimits | None = None) 
             for c in candidates:
                 _validate(loader, c)
             for c in candidates:
+                for n in c.names:
+                    try:
+                        old = store.get(n)
+                    except NotFound:
+                        continue
+                    if old.id != c.config_digest:
+                        result.messages.append(f"The image {reference.parse(n).familiar()} already exists, "
+                                               f"renaming the old one with ID {old.id} to empty string")
                 img = store.add(c.manifest, names=c.names, target=c.target)
                 result.images.append(img)
                 if c.names:

@@ -246,3 +246,13 @@ def test_truncated_archive_refused(src, dst, how):
     with pytest.raises(InvalidArgument):
         load(dst, io.BytesIO(data[: len(data) // 2]))
     assert blob_count(dst) == 0 and dst.all() == []
+
+
+def test_load_moves_an_existing_tag(src, dst):
+    old = dst.add(make_image(dst.content, [{"old": b"1"}]), names=["app:1"])
+    new = src.add(make_image(src.content, [{"new": b"2"}]), names=["app:1"])
+    res = load(dst, io.BytesIO(saved(src, ["app:1"])))
+    assert res.messages == [
+        f"The image app:1 already exists, renaming the old one with ID {old.id} to empty string",
+        "Loaded image: app:1"]
+    assert dst.get("app:1").id == new.id and dst.get(old.id).tags == []

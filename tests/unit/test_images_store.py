@@ -199,3 +199,11 @@ def test_hold_protects_blobs_from_gc(env):
     time.sleep(0.05)
     store.gc()
     assert not content.exists(d.digest)
+
+
+def test_hostile_ids_and_names(env):
+    store, content, _ = env
+    store.add(make_image(content, [{"a": b"1"}]), names=["a:1"])
+    for bad in ["sha256:../../x", "../x", "%", "_", "sha256:%", "a" * 10000, "", "\x00"]:
+        with pytest.raises((NotFound, InvalidArgument)):
+            store.get(bad)
