@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from berth.errors import AlreadyExists, Conflict, DataCorrupt, InvalidArgument, NotFound
+from berth.errors import Conflict, DataCorrupt, InvalidArgument, NotFound
 from berth.oci import digest as _digest
 from berth.oci import image as oci
 from berth.oci import reference
@@ -671,4 +671,4 @@ def _empty_container_config() -> dict:
             "OnBuild": None, "Labels": None}
 
 
-__all__ = ["AlreadyExists", "Image", "ImageStore", "parse_time", "rfc3339"]
+__all__ = ["Image", "ImageStore", "parse_time", "rfc3339"]
