@@ -1,0 +1,73 @@
+"""Interop: Podman (through conmon) drives berth-runtime as its OCI runtime."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+from test_runtime_support import cgroup_dirs, runtime_path
+
+from tests.helpers import mounts_under
+
+pytestmark = [pytest.mark.root, pytest.mark.skipif(shutil.which("podman") is None, reason="no podman")]
+
+# the host's hard limits are below Podman's defaults (1048576) and root lacks CAP_SYS_RESOURCE
+ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+
+@pytest.fixture
+def podman(tmp_path, busybox_rootfs_template):
+    import tempfile
+
+    rt = runtime_path(str(tmp_path))
+    short = tempfile.mkdtemp(prefix="bp", dir="/tmp")  # podman wants a runroot under 50 characters
+    base = ["podman", "--root", str(tmp_path / "root"), "--runroot", f"{short}/run",
+            "--tmpdir", f"{short}/libpod", "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs",
+            "--events-backend", "none", "--runtime", rt]
+
+    def run(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        p = subprocess.run([*base, *args], capture_output=True, text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+        if check and p.returncode != 0:
+            raise AssertionError(f"podman {args}: {p.returncode}\n{p.stdout}\n{p.stderr}")
+        return p
+
+    tar = tmp_path / "busybox.tar"
+    with tarfile.open(tar, "w") as tf:
+        tf.add(busybox_rootfs_template, arcname=".")
+    run("import", str(tar), "localhost/berth-busybox:test")
+    yield run
+    ids = run("ps", "-a", "-q", "--no-trunc", check=False).stdout.split()
+    for cid in ids:
+        run("rm", "-f", "-t", "0", cid, check=False)
+    run("system", "reset", "-f", check=False)
+    left = mounts_under(str(tmp_path)) + mounts_under(short)
+    shutil.rmtree(short, ignore_errors=True)
+    for cid in ids:
+        assert not cgroup_dirs("libpod-" + cid), cid
+        assert not os.path.exists(f"/run/berth-runtime/{cid}")
+    assert not left, left
+
+
+def test_podman_run_rm(podman):
+    p = podman("run", "--rm", "--network", "none", *ULIMITS, "localhost/berth-busybox:test",
+               "sh", "-c", "echo hi; grep -E '^(CapEff|Seccomp):' /proc/self/status | tr -d '\\t'")
+    assert p.stdout.splitlines() == ["hi", "CapEff:00000000800405fb", "Seccomp:2"]
+    p = podman("run", "--rm", "--network", "none", *ULIMITS, "localhost/berth-busybox:test",
+               "sh", "-c", "exit 3", check=False)
+    assert p.returncode == 3
+
+
+def test_podman_detach_exec_stop(podman):
+    cid = podman("run", "-d", "--network", "none", *ULIMITS, "localhost/berth-busybox:test",
+                 "sleep", "300").stdout.strip()
+    p = podman("exec", cid, "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo; hostname")
+    assert p.stdout.splitlines() == ["sleep 300 ", cid[:12]]
+    assert podman("exec", cid, "sh", "-c", "exit 4", check=False).returncode == 4
+    assert "Up" in podman("ps", "--format", "{{.Status}}").stdout
+    podman("stop", "-t", "1", cid, timeout=30)
+    assert "Exited" in podman("ps", "-a", "--format", "{{.Status}}").stdout
+    podman("rm", cid)
