@@ -192,8 +192,13 @@ def _mounts_under(path: str) -> list[str]:
 
 
 def _unmount_under(path: str) -> None:
+    from berth.mount import unmount_all
+
     for mp in sorted(_mounts_under(path), key=len, reverse=True):
-        subprocess.run(["umount", "-l", mp], capture_output=True)
+        try:
+            unmount_all(mp)
+        except OSError:
+            pass
     if _mounts_under(path):
         raise Unavailable(f"cannot unmount what debootstrap left mounted under {path}")
 
