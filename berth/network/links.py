@@ -12,7 +12,7 @@ import os
 from ipaddress import IPv4Address
 
 from berth.errors import BerthError, Conflict
-from berth.network.ipam import as_network
+from berth.network.ipam import as_network, mac_for
 
 
 def _iproute():
@@ -43,6 +43,9 @@ def ensure_bridge(name: str, gateway: IPv4Address, prefixlen: int, mtu: int = 15
         if idx is None:
             ipr.link("add", ifname=name, kind="bridge")
             idx = _index(ipr, name)
+            # a fixed MAC: otherwise the bridge takes its lowest port's MAC, changes it when
+            # that port goes, and containers' ARP entries for the gateway go stale
+            ipr.link("set", index=idx, address=mac_for(gateway))
         ipr.link("set", index=idx, mtu=mtu)
         have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=2)}
         if (str(gateway), prefixlen) not in have:

@@ -7,11 +7,18 @@ so a test can play host, containers and an outside peer from one process.
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import socket
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from berth.network.netns import run_in_netns
+from berth.network.netns import create_netns, delete_netns, run_in_netns
+
+if TYPE_CHECKING:
+    from berth.metadata.db import Database
+    from berth.network.manager import NetworkManager
 
 
 def _make_socket(kind: int, addr: str, port: int) -> socket.socket:
@@ -124,3 +131,77 @@ def links(netns: str | None) -> dict[str, dict]:
             return out
 
     return run_in_netns(netns, body)
+
+
+UPLINK_HOST = "198.51.100.1"
+UPLINK_OUTSIDE = "198.51.100.2"
+
+
+class NetLab:
+    """A private "host" netns with container netns files and managers, all removed by close()."""
+
+    def __init__(self, tmp_dir: str) -> None:
+        self.tmp = tmp_dir
+        self.tag = secrets.token_hex(4)
+        self.host = create_netns(os.path.join(tmp_dir, f"berth-t-{self.tag}-host"))
+        self.table = f"berth_t_{self.tag}"
+        self.netns: list[str] = []
+        self.managers: list[NetworkManager] = []
+        self.dbs: list[Database] = []
+        self.run_dir = os.path.join(tmp_dir, "run")
+        os.makedirs(self.run_dir)
+
+    def manager(self, **kw) -> NetworkManager:
+        """A NetworkManager on the lab's host netns and database, restored (started)."""
+        from berth.metadata.db import Database
+        from berth.network.manager import NetworkManager
+
+        db = Database(os.path.join(self.tmp, "net.db"))
+        self.dbs.append(db)
+        kw.setdefault("dns_upstreams", [])
+        kw.setdefault("dns_port", 53)
+        m = NetworkManager(db, self.run_dir, table=self.table, host_netns=self.host, **kw)
+        m.restore()
+        self.managers.append(m)
+        return m
+
+    def container(self, name: str) -> str:
+        path = create_netns(os.path.join(self.tmp, f"berth-t-{self.tag}-{name}"))
+        self.netns.append(path)
+        return path
+
+    def outside(self) -> str:
+        """A peer outside the host: netns "outside" on a veth uplink 198.51.100.0/24."""
+        path = self.container("outside")
+
+        def host_side():
+            from pyroute2 import IPRoute
+
+            fd = os.open(path, os.O_RDONLY)
+            with IPRoute() as ipr:
+                ipr.link("add", ifname="uplink0", kind="veth", peer={"ifname": "eth0", "net_ns_fd": fd})
+                idx = ipr.link_lookup(ifname="uplink0")[0]
+                ipr.addr("add", index=idx, address=UPLINK_HOST, prefixlen=24)
+                ipr.link("set", index=idx, state="up")
+            os.close(fd)
+
+        def outside_side():
+            from pyroute2 import IPRoute
+
+            with IPRoute() as ipr:
+                idx = ipr.link_lookup(ifname="eth0")[0]
+                ipr.addr("add", index=idx, address=UPLINK_OUTSIDE, prefixlen=24)
+                ipr.link("set", index=idx, state="up")
+
+        run_in_netns(self.host, host_side)
+        run_in_netns(path, outside_side)
+        return path
+
+    def close(self) -> None:
+        for m in self.managers:
+            m.close()
+        for p in self.netns:
+            delete_netns(p)
+        delete_netns(self.host)  # bridges, veths and the nft table go with it
+        for db in self.dbs:
+            db.close()

@@ -8,93 +8,22 @@ Nothing is created in the machine's own network namespace; traffic stays in thes
 from __future__ import annotations
 
 import os
-import secrets
 from ipaddress import IPv4Address
 
 import pytest
 
 from berth.errors import AlreadyExists, Conflict, Forbidden, InvalidArgument, NotFound
-from berth.metadata.db import Database
 from berth.network import links as nl
 from berth.network import nft
-from berth.network.manager import NetworkManager
-from berth.network.netns import create_netns, delete_netns, run_in_netns
+from berth.network.netns import run_in_netns
 from berth.network.ports import reserve
-from berth.network.testing import echo_server, links, request, routes
+from berth.network.testing import UPLINK_HOST, UPLINK_OUTSIDE, NetLab, echo_server, links, request, routes
 
 pytestmark = pytest.mark.root
 
-UPLINK_HOST = "198.51.100.1"
-UPLINK_OUTSIDE = "198.51.100.2"
-
-
-class Env:
-    def __init__(self, tmp_path) -> None:
-        self.tmp = tmp_path
-        self.tag = secrets.token_hex(4)
-        self.host = create_netns(str(tmp_path / f"berth-t-{self.tag}-host"))
-        self.table = f"berth_t_{self.tag}"
-        self.netns: list[str] = []
-        self.managers: list[NetworkManager] = []
-        self.dbs: list[Database] = []
-        self.run_dir = str(tmp_path / "run")
-        os.makedirs(self.run_dir)
-
-    def manager(self, **kw) -> NetworkManager:
-        db = Database(str(self.tmp / "net.db"))
-        self.dbs.append(db)
-        kw.setdefault("dns_upstreams", [])
-        kw.setdefault("dns_port", 53)
-        m = NetworkManager(db, self.run_dir, table=self.table, host_netns=self.host, **kw)
-        m.restore()
-        self.managers.append(m)
-        return m
-
-    def container(self, name: str) -> str:
-        path = create_netns(str(self.tmp / f"berth-t-{self.tag}-{name}"))
-        self.netns.append(path)
-        return path
-
-    def outside(self) -> str:
-        """A peer outside the host: netns "outside" on a veth uplink 198.51.100.0/24."""
-        path = self.container("outside")
-
-        def host_side():
-            from pyroute2 import IPRoute
-
-            fd = os.open(path, os.O_RDONLY)
-            with IPRoute() as ipr:
-                ipr.link("add", ifname="uplink0", kind="veth", peer={"ifname": "eth0", "net_ns_fd": fd})
-                idx = ipr.link_lookup(ifname="uplink0")[0]
-                ipr.addr("add", index=idx, address=UPLINK_HOST, prefixlen=24)
-                ipr.link("set", index=idx, state="up")
-            os.close(fd)
-
-        def outside_side():
-            from pyroute2 import IPRoute
-
-            with IPRoute() as ipr:
-                idx = ipr.link_lookup(ifname="eth0")[0]
-                ipr.addr("add", index=idx, address=UPLINK_OUTSIDE, prefixlen=24)
-                ipr.link("set", index=idx, state="up")
-
-        run_in_netns(self.host, host_side)
-        run_in_netns(path, outside_side)
-        return path
-
-    def close(self) -> None:
-        for m in self.managers:
-            m.close()
-        for p in self.netns:
-            delete_netns(p)
-        delete_netns(self.host)  # bridges, veths and the nft table go with it
-        for db in self.dbs:
-            db.close()
-
-
 @pytest.fixture
 def env(tmp_path):
-    e = Env(tmp_path)
+    e = NetLab(str(tmp_path))
     try:
         yield e
     finally:
@@ -155,7 +84,7 @@ def test_containers_on_one_network_talk_and_mac_mtu_ip(env):
     with pytest.raises(AlreadyExists):
         m.connect("appnet", "a" * 64, a)
     with pytest.raises(InvalidArgument):
-        m.connect("appnet", "d" * 64, str(env.tmp / "not-a-netns"))
+        m.connect("appnet", "d" * 64, os.path.join(env.tmp, "not-a-netns"))
     with pytest.raises(Conflict):
         m.remove_network("appnet")  # active endpoints
 
@@ -228,14 +157,18 @@ def test_published_port_on_loopback_gateway_and_uplink(env):
 
 def test_disconnect_removes_reachability_and_the_veth(env):
     m = env.manager()
-    m.create_network("n")
+    net = m.create_network("n")
     a, b = env.container("a"), env.container("b")
     m.connect("n", "a" * 64, a)
     eb = m.connect("n", "b" * 64, b)
+    bridge_mac = links(env.host)[net.bridge]["mac"]
     with echo_server(b, port=7007) as srv:
         assert request(a, str(eb.address), srv.port) is not None
         m.disconnect("n", "b" * 64)
         assert request(a, str(eb.address), srv.port, timeout=0.7) is None
+    # the gateway keeps its MAC when ports come and go (else ARP caches go stale)
+    assert links(env.host)[net.bridge]["mac"] == bridge_mac == "02:42:" + ":".join(
+        f"{x:02x}" for x in net.gateway.packed)
     assert eb.host_ifname not in links(env.host) and "eth0" not in links(b)
     with pytest.raises(NotFound):
         m.disconnect("n", "b" * 64)

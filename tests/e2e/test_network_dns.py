@@ -10,8 +10,7 @@ import pytest
 
 from berth.network import dns
 from berth.network.netns import run_in_netns
-from berth.network.testing import request
-from tests.e2e.test_network_bridge import Env
+from berth.network.testing import NetLab, request
 
 pytestmark = pytest.mark.root
 
@@ -20,7 +19,7 @@ UPSTREAM_ANSWER = IPv4Address("203.0.113.7")
 
 @pytest.fixture
 def env(tmp_path):
-    e = Env(tmp_path)
+    e = NetLab(str(tmp_path))
     try:
         yield e
     finally:
