@@ -141,32 +141,37 @@ def _entries(stream: TarStream, limits: Limits) -> Iterator[tf.Entry]:
             e.size = 0
         before = stream.consumed
         yield e
-        stream.skip(size - (stream.consumed - before), e.display())
-        stream.skip(-size % tf.BLOCK, e.display())
+        left = size - (stream.consumed - before) + (-size % tf.BLOCK)
+        if left:
+            stream.skip(left, e.name.decode("utf-8", "backslashreplace"))
 
 
-def _clean(name: bytes, limits: Limits, what: str) -> list[bytes]:
+def _clean(name: bytes, limits: Limits, what: str | None = None) -> list[bytes]:
     """Path components of a member name, lexically cleaned; refuses escapes and limit breaches."""
+    def who() -> str:
+        return what or name.decode("utf-8", "backslashreplace")
+
     if len(name) > limits.max_path:
-        raise LimitExceeded(f"layer entry {what!r}: path of {len(name)} bytes exceeds max_path "
+        raise LimitExceeded(f"layer entry {who()!r}: path of {len(name)} bytes exceeds max_path "
                             f"{limits.max_path}")
     if b"\0" in name:
-        raise InvalidArgument(f"layer entry {what!r}: NUL byte in path")
+        raise InvalidArgument(f"layer entry {who()!r}: NUL byte in path")
     parts: list[bytes] = []
+    max_name = limits.max_name
     for c in name.split(b"/"):
-        if c in (b"", b"."):
+        if c == b"" or c == b".":
             continue
         if c == b"..":
             if not parts:
-                raise InvalidArgument(f"layer entry {what!r}: path escapes the root")
+                raise InvalidArgument(f"layer entry {who()!r}: path escapes the root")
             parts.pop()
             continue
-        if len(c) > limits.max_name:
-            raise LimitExceeded(f"layer entry {what!r}: name component of {len(c)} bytes exceeds "
-                                f"max_name {limits.max_name}")
+        if len(c) > max_name:
+            raise LimitExceeded(f"layer entry {who()!r}: name component of {len(c)} bytes exceeds "
+                                f"max_name {max_name}")
         parts.append(c)
     if len(parts) > limits.max_depth:
-        raise LimitExceeded(f"layer entry {what!r}: depth {len(parts)} exceeds max_depth {limits.max_depth}")
+        raise LimitExceeded(f"layer entry {who()!r}: depth {len(parts)} exceeds max_depth {limits.max_depth}")
     return parts
 
 
@@ -326,30 +331,31 @@ class _Applier:
             for fd in self.graveyard:
                 os.close(fd)
             self.graveyard.clear()
-        what = e.display()
         try:
-            self._apply(e, stream, what)
+            self._apply(e, stream)
         except BerthError as err:
+            what = e.display()
             if err.message.startswith("layer"):
                 raise
             raise type(err)(f"layer entry {what!r}: {err.message}") from err
         except OSError as err:
             if err.errno in _SYSTEM_ERRNOS:
                 raise
-            raise InvalidArgument(f"layer entry {what!r}: {err.strerror or err}") from err
+            raise InvalidArgument(f"layer entry {e.display()!r}: {err.strerror or err}") from err
 
-    def _apply(self, e: tf.Entry, stream: TarStream, what: str) -> None:
-        parts = _clean(e.name, self.limits, what)
+    def _apply(self, e: tf.Entry, stream: TarStream) -> None:
+        parts = _clean(e.name, self.limits)
         if not parts:
             if e.type != tf.DIR:
                 raise InvalidArgument("the root can only be a directory")
             return  # the root entry ("./"): the target root keeps its own metadata
         leaf = parts[-1]
-        for c in parts[:-1]:
-            if c.startswith(WHITEOUT_META):
-                return  # AUFS metadata (.wh..wh.plnk/...): skipped, as Docker does
-            if c.startswith(WHITEOUT_PREFIX):
-                raise InvalidArgument("a whiteout name cannot be a directory")
+        if WHITEOUT_PREFIX in e.name:
+            for c in parts[:-1]:
+                if c.startswith(WHITEOUT_META):
+                    return  # AUFS metadata (.wh..wh.plnk/...): skipped, as Docker does
+                if c.startswith(WHITEOUT_PREFIX):
+                    raise InvalidArgument("a whiteout name cannot be a directory")
         if leaf.startswith(WHITEOUT_PREFIX):
             if leaf == WHITEOUT_OPAQUE:
                 self._opaque(parts[:-1])
@@ -366,7 +372,7 @@ class _Applier:
         assert pfd is not None
         t = e.type
         if t == tf.REG:
-            self._file(e, pfd, leaf, path, stream, what)
+            self._file(e, pfd, leaf, path, stream)
         elif t == tf.DIR:
             self._dir(e, pfd, leaf, path)
         elif t == tf.SYM:
@@ -386,7 +392,7 @@ class _Applier:
             if self.euid == 0:
                 raise  # root was refused: a real error; unprivileged: best effort, as tar
 
-    def _file(self, e: tf.Entry, pfd: int, leaf: bytes, path: bytes, stream: TarStream, what: str) -> None:
+    def _file(self, e: tf.Entry, pfd: int, leaf: bytes, path: bytes, stream: TarStream) -> None:
         mode = e.mode & 0o7777
         fast = not (mode & ~0o777) and not (mode & self.umask)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -396,7 +402,7 @@ class _Applier:
             self._remove(pfd, leaf, path)
             fd = os.open(leaf, flags, mode if fast else 0o600, dir_fd=pfd)
         try:
-            stream.copy_to_fd(fd, e.size, what)
+            stream.copy_to_fd(fd, e.size, e.name)
             self._chown(fd, e.uid, e.gid, pfd)
             if not fast:
                 os.fchmod(fd, mode)

@@ -109,13 +109,15 @@ class TarStream:
             raise InvalidArgument(f"layer: truncated archive in {what}")
         return data
 
-    def copy_to_fd(self, fd: int, n: int, what: str) -> None:
+    def copy_to_fd(self, fd: int, n: int, what: str | bytes) -> None:
         """Write the next n bytes of the stream to fd."""
         while n:
             avail = len(self._buf) - self._pos
             if not avail:
                 if not self._fill():
-                    raise InvalidArgument(f"layer: truncated archive in the data of {what}")
+                    if isinstance(what, bytes):
+                        what = what.decode("utf-8", "backslashreplace")
+                    raise InvalidArgument(f"layer: truncated archive in the data of {what!r}")
                 continue
             take = min(avail, n)
             view = self._buf[self._pos:self._pos + take]

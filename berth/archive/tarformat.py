@@ -62,6 +62,10 @@ def parse_number(field_: bytes, what: str) -> int:
         if field_[0] == 0xFF:
             return int.from_bytes(field_, "big", signed=True)
         return int.from_bytes(bytes([field_[0] & 0x7F]) + field_[1:], "big")
+    try:
+        return int(field_.rstrip(b"\0 ") or b"0", 8)  # the common case: "0000644\0"
+    except ValueError:
+        pass
     s = field_.split(b"\0", 1)[0].strip(b" ")
     if not s:
         return 0
@@ -77,8 +81,9 @@ def _cstr(b: bytes) -> bytes:
 
 
 def checksum_ok(block: bytes) -> bool:
-    stored = parse_number(block[148:156], "checksum")
-    unsigned = sum(block) - sum(block[148:156]) + 256
+    field_ = block[148:156]
+    stored = parse_number(field_, "checksum")
+    unsigned = sum(block) - sum(field_) + 256
     if stored == unsigned:
         return True
     signed = unsigned - 2 * (sum(1 for c in block[:148] if c > 127) + sum(1 for c in block[156:] if c > 127))
@@ -87,25 +92,34 @@ def checksum_ok(block: bytes) -> bool:
 
 def parse_header(block: bytes) -> Entry:
     """Decode one 512-byte header block (already known not to be all zeros)."""
-    if not checksum_ok(block):
+    try:  # fast path: plain octal fields as GNU tar, Go and we write them
+        mode = int(block[100:107], 8)
+        uid = int(block[108:115], 8)
+        gid = int(block[116:123], 8)
+        size = int(block[124:135], 8)
+        mtime = int(block[136:147], 8)
+        stored = int(block[148:154], 8)
+        unsigned = sum(block) - sum(block[148:156]) + 256
+        ok = stored == unsigned or checksum_ok(block)
+    except ValueError:
+        ok = checksum_ok(block)
+        if not ok:
+            raise _bad("invalid tar header checksum (not a tar archive, or corrupt)") from None
+        mode = parse_number(block[100:108], "mode")
+        uid = parse_number(block[108:116], "uid")
+        gid = parse_number(block[116:124], "gid")
+        size = parse_number(block[124:136], "size")
+        mtime = parse_number(block[136:148], "mtime")
+    if not ok:
         raise _bad("invalid tar header checksum (not a tar archive, or corrupt)")
     typ = block[156:157]
     name = _cstr(block[0:100])
-    magic = block[257:263]
-    if magic == b"ustar\x00":  # POSIX ustar: prefix field extends the name
+    if block[257:263] == b"ustar\x00":  # POSIX ustar: prefix field extends the name
         prefix = _cstr(block[345:500])
         if prefix:
             name = prefix + b"/" + name
-    e = Entry(
-        name=name,
-        type=typ,
-        mode=parse_number(block[100:108], "mode"),
-        uid=parse_number(block[108:116], "uid"),
-        gid=parse_number(block[116:124], "gid"),
-        size=parse_number(block[124:136], "size"),
-        mtime_ns=parse_number(block[136:148], "mtime") * 1_000_000_000,
-        linkname=_cstr(block[157:257]),
-    )
+    linkname = _cstr(block[157:257]) if block[157] else b""
+    e = Entry(name, typ, mode, uid, gid, size, mtime * 1_000_000_000, linkname)
     if typ in (CHR, BLK):
         e.devmajor = parse_number(block[329:337], "devmajor")
         e.devminor = parse_number(block[337:345], "devminor")
