@@ -113,6 +113,7 @@ def create(root: str, cid: str, opts: Options) -> state_mod.Container:
     try:
         fifo = os.path.join(d, state_mod.FIFO)
         os.mkfifo(fifo, 0o622)
+        os.chmod(fifo, 0o622)  # not reduced by the umask: init may run as another (host) uid
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         fds.append(fifo_fd)
         console_fd = -1

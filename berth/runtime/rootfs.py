@@ -304,8 +304,8 @@ def _cgroup_hierarchies() -> dict[str, tuple[str, str]] | None:
                 v2 = mp
     if not out:
         return None
-    if v2 is not None:
-        out[""] = (v2, "cgroup2")
+    # hybrid: the controller-less cgroup2 tree (/sys/fs/cgroup/unified) is not exposed, as runc
+    del v2
     return out
 
 

@@ -199,3 +199,31 @@ def test_failing_hook_cleans_up(tmp_path, busybox_rootfs_template, runtime, no_l
     p = runtime("create", "-b", bundle, cid)
     assert p.returncode == 1 and "createRuntime" in p.stderr
     assert runtime("state", cid).returncode != 0
+
+
+@pytest.fixture
+def open_dir():
+    """A directory the container's unprivileged host uid can traverse (pytest's tmp is 0700)."""
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="berth-userns-", dir="/tmp")
+    os.chmod(d, 0o711)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_user_namespace_with_mappings(open_dir, busybox_rootfs_template, runtime, no_leaked_mounts):
+    bundle, spec = make_bundle(open_dir, busybox_rootfs_template,
+                               ["sh", "-c", "id -u; cat /proc/self/uid_map /proc/self/gid_map; echo pid=$$;"
+                                " stat -c %U /; cat /proc/self/cgroup | grep -c ':/$'"])
+    spec["linux"]["namespaces"] += [{"type": "user"}, {"type": "cgroup"}]
+    spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    write_spec(bundle, spec)
+    p = runtime("run", "-b", bundle, runtime.track(new_id()))
+    assert p.returncode == 0, p.stderr
+    lines = [" ".join(x.split()) for x in p.stdout.splitlines()]
+    assert lines[:4] == ["0", "0 200000 65536", "0 200000 65536", "pid=1"]
+    assert lines[4] == "nobody"          # host root owns the rootfs: unmapped inside
+    assert int(lines[5]) >= 5            # cgroup namespace: every hierarchy is '/' inside
