@@ -121,6 +121,9 @@ def add_veth(host_ifname: str, netns_path: str, ifname: str, bridge: str, mtu: i
         try:
             idx = _index(ipr, host_ifname)
             ipr.link("set", index=idx, master=br)
+            # hairpin: a container reaching its own published port through a host address is
+            # DNATed back out of the port it came in on (br_netfilter), which needs this mode
+            ipr.brport("set", index=idx, mode=1)
             ipr.link("set", index=idx, state="up")
         except BaseException:
             with contextlib.suppress(Exception):

@@ -95,7 +95,10 @@ def render(table: str, bridges: list[BridgeRules], ports: list[PortBinding]) -> 
 
 def apply(script: str) -> None:
     """Load an nft script in one transaction (in the calling thread's netns)."""
-    r = subprocess.run([NFT, "-f", "-"], input=script, capture_output=True, text=True)
+    try:
+        r = subprocess.run([NFT, "-f", "-"], input=script, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise BerthError("nft (nftables) is not installed") from None
     if r.returncode != 0:
         raise BerthError(f"nft failed: {r.stderr.strip()}")
 

@@ -141,6 +141,20 @@ def test_published_port_on_loopback_gateway_and_uplink(env):
         assert request(env.host, gw, 18080, b"gw").endswith(b"|gw")
         assert request(outside, UPLINK_HOST, 18080, b"out").endswith(b"|out")
         assert request(env.host, "127.0.0.1", uport, b"u", proto="udp").endswith(b"|u")
+        # hairpin: the container itself and a neighbour reach it through the host's addresses
+        web_gw = str(m.get("web").gateway)
+        assert request(c, web_gw, 18080, b"self") == f"{web_gw}|self".encode()
+        n = env.container("n")
+        m.connect("web", "n" * 64, n)
+        assert request(n, web_gw, 18080, b"nb") == f"{web_gw}|nb".encode()
+        # and a container on another network, through the published port only
+        o = env.container("o")
+        eo = m.connect("bridge", "o" * 64, o)
+        assert request(o, gw, 18080, b"o").endswith(b"|o")
+        assert request(o, str(ep.address), tsrv.port, timeout=0.7) is None
+        m.disconnect("web", "n" * 64)
+        m.disconnect("bridge", "o" * 64)
+        assert eo.network_id == m.get("bridge").id
         # the UDP one is bound to 127.0.0.1 only
         assert request(outside, UPLINK_HOST, uport, b"u", proto="udp", timeout=0.7) is None
         # conflicts: the same port again, and a port some other program holds
