@@ -114,6 +114,11 @@ def mount_all(mounts: list[Mount], target: str) -> None:
             linux.mount(None, target, None, p, None)
 
 
+_MOUNT_ATTRS = ((linux.MS_RDONLY, 0x1), (linux.MS_NOSUID, 0x2), (linux.MS_NODEV, 0x4),
+                (linux.MS_NOEXEC, 0x8), (linux.MS_NOATIME, 0x10), (linux.MS_STRICTATIME, 0x20),
+                (linux.MS_NODIRATIME, 0x80))
+
+
 def _mount_overlay_fsapi(options: list[str], target: str, flags: int) -> None:
     fd = linux.fsopen("overlay", 1)  # FSOPEN_CLOEXEC
     try:
@@ -131,7 +136,8 @@ def _mount_overlay_fsapi(options: list[str], target: str, flags: int) -> None:
         if flags & linux.MS_RDONLY:
             linux.fsconfig(fd, linux.FSCONFIG_SET_FLAG, "ro")
         linux.fsconfig(fd, linux.FSCONFIG_CMD_CREATE)
-        mfd = linux.fsmount(fd)
+        attrs = sum(attr for flag, attr in _MOUNT_ATTRS if flags & flag)
+        mfd = linux.fsmount(fd, linux.FSMOUNT_CLOEXEC, attrs)
         try:
             linux.move_mount(mfd, "", -100, target, linux.MOVE_MOUNT_F_EMPTY_PATH)
         finally:

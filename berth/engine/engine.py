@@ -467,6 +467,7 @@ class Engine:
                     break
                 await asyncio.sleep(0.005)
         sock = os.path.join(sdir, "monitor.sock")
+        started_at = time.time()
         reply = await monclient.request(sock, {"op": "start"})
         if not reply.get("ok"):
             await asyncio.to_thread(self._unmount_rootfs, c)
@@ -475,7 +476,7 @@ class Engine:
         c.state.status = Status.RUNNING
         c.state.pid = pid
         c.state.pid_start = linux.proc_start_time(pid) or 0
-        c.state.started_at = time.time()
+        c.state.started_at = started_at
         c.state.error = ""
         c.state.exit_code = 0
         c.state.oom_killed = False

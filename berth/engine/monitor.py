@@ -138,6 +138,11 @@ class Monitor:
                     stdio = (null, null, err_w)
                 for i, fd in enumerate(stdio):
                     os.dup2(fd, i)
+                # the container's init may be forked from this process: it must not inherit the
+                # monitor's sockets, pipes or log file (an open err pipe would block our read)
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                os.closerange(3, 65536)
                 if self.job.runtime == "berth":
                     from berth.runtime.cli import main
 
@@ -148,7 +153,7 @@ class Monitor:
                 os._exit(e.code if isinstance(e.code, int) else 1)
             except BaseException as e:  # noqa: BLE001
                 try:
-                    os.write(err_w, f"{e}\n".encode())
+                    os.write(2, f"{e}\n".encode())
                 finally:
                     os._exit(1)
         os.close(err_w)
