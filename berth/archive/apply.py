@@ -22,7 +22,7 @@ from berth.archive import tarformat as tf
 from berth.archive.compression import open_decompressed
 from berth.archive.limits import Limits, ensure_recursion
 from berth.archive.stream import TarStream
-from berth.errors import BerthError, InvalidArgument, LimitExceeded
+from berth.errors import BerthError, InvalidArgument, LimitExceeded, NotFound
 from berth.sys import linux
 
 WHITEOUT_PREFIX = b".wh."
@@ -59,8 +59,15 @@ def apply_layer(src: BinaryIO, root: str, *, whiteout_mode: str = "delete", lowe
         raise InvalidArgument(f"unknown whiteout mode {whiteout_mode!r}")
     limits = limits or Limits()
     ensure_recursion(limits.max_depth)
-    stream = TarStream(open_decompressed(src), limits.max_bytes)
-    applier = _Applier(root, whiteout_mode, lower_dirs, limits)
+    try:
+        applier = _Applier(root, whiteout_mode, lower_dirs, limits)
+    except (FileNotFoundError, NotADirectoryError) as err:
+        raise NotFound(f"layer apply target {root!r} is not a directory") from err
+    try:
+        stream = TarStream(open_decompressed(src), limits.max_bytes)
+    except BaseException:
+        applier.close()
+        raise
     count = 0
     try:
         for entry in _entries(stream, limits):

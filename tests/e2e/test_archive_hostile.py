@@ -30,6 +30,7 @@ def member(name, typ=tf.REG, data=b"", **kw) -> bytes:
     if isinstance(kw.get("linkname"), str):
         kw["linkname"] = kw["linkname"].encode()
     kw.setdefault("mtime", 1_600_000_000)
+    kw.setdefault("mode", 0o755 if typ == tf.DIR else 0o644)
     return tf.build_header(name, typ, size=len(data), **kw) + data + bytes(-len(data) % 512)
 
 

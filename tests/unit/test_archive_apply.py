@@ -23,6 +23,7 @@ def member(name, typ=tf.REG, data=b"", **kw) -> bytes:
     if isinstance(name, str):
         name = name.encode()
     kw.setdefault("mtime", MT)
+    kw.setdefault("mode", 0o755 if typ == tf.DIR else 0o644)
     if "linkname" in kw and isinstance(kw["linkname"], str):
         kw["linkname"] = kw["linkname"].encode()
     h = tf.build_header(name, typ, size=len(data), **kw)
@@ -339,3 +340,20 @@ def test_limits_are_configurable(root):
     apply_bytes(data, root, limits=Limits(max_entries=20))
     with pytest.raises(InvalidArgument, match="entries"):
         apply_bytes(data, root, limits=Limits(max_entries=19))
+
+
+def test_missing_target_is_not_found(tmp_path):
+    from berth.errors import NotFound
+
+    with pytest.raises(NotFound):
+        apply_bytes(tar(member("f")), tmp_path / "nope")
+
+
+def test_reader_thread_is_gone_after_errors(root):
+    import threading
+
+    before = {t.name for t in threading.enumerate()}
+    for blob in (tar(member("../x")), b"garbage" * 1000, gzip.compress(b"x" * 100000)[:-10]):
+        with pytest.raises(InvalidArgument):
+            apply_bytes(blob, root)
+    assert {t.name for t in threading.enumerate()} - before == set()
