@@ -15,6 +15,8 @@ Public API (names are imported lazily)::
       .disconnect(network, container_id); .endpoints(container_id=None, network=None)
       .publish(container_id, endpoint, ["8080:80", "127.0.0.1::53/udp", ...]) -> [PortBinding]
       .unpublish(container_id) -> [PortBinding]; .ports(container_id=None)
+      .write_container_files(dir, container_id, *, hostname, domainname="", extra_hosts=(),
+                             dns=(), dns_search=(), dns_options=()) -> {name: path}
       .create_netns(container_id) -> path; .delete_netns(container_id)   (under run_dir/netns)
       .close()                         stop DNS, drop port reservations (kernel state stays)
       .teardown(*, remove_bridges=False)   close() and delete the nft table

@@ -349,6 +349,30 @@ class NetworkManager:
                 return (list(found) if found else None), not internal
         return None, False
 
+    # generated /etc files
+    def write_container_files(self, directory: str, container_id: str, *, hostname: str,
+                              domainname: str = "", extra_hosts: Sequence[str] = (),
+                              dns: Sequence[str] = (), dns_search: Sequence[str] = (),
+                              dns_options: Sequence[str] = ()) -> dict[str, str]:
+        """hosts, resolv.conf and hostname for a connected container (see berth.network.files).
+
+        On a user-defined network the nameserver is berth's DNS on that network's gateway;
+        "host-gateway" in --add-host is the default bridge's gateway.
+        """
+        from berth.network.files import write_container_files
+
+        eps = self.store.endpoints(container_id=container_id)
+        nets = {n.id: n for n in self.store.networks()}
+        embedded = next((str(nets[e.network_id].gateway) for e in eps
+                         if e.network_id in nets and nets[e.network_id].user_defined), None)
+        default = next((n for n in nets.values() if n.name == "bridge"), None)
+        aliases = [a for e in eps for a in e.aliases]
+        return write_container_files(
+            directory, hostname=hostname, addresses=[e.address for e in eps], domainname=domainname,
+            extra_hosts=extra_hosts, embedded_dns=embedded, dns=dns, dns_search=dns_search,
+            dns_options=dns_options, host_gateway=default.gateway if default else None,
+            aliases=list(dict.fromkeys(aliases)))
+
     # netns files for the engine
     def create_netns(self, container_id: str) -> str:
         """A persistent netns for a container under run_dir/netns (bind-mounted nsfs file)."""

@@ -13,7 +13,6 @@ from ipaddress import IPv4Address
 import pytest
 
 from berth.errors import AlreadyExists, Conflict, Forbidden, InvalidArgument, NotFound
-from berth.network import links as nl
 from berth.network import nft
 from berth.network.netns import run_in_netns
 from berth.network.ports import reserve
@@ -164,6 +163,11 @@ def test_published_port_on_loopback_gateway_and_uplink(env):
             with pytest.raises(Conflict):
                 m.publish("c" * 64, ep, [f"{other.port}:80"])
         assert len(m.ports("c" * 64)) == 2
+        # ranges map one to one
+        rng = m.publish("c" * 64, ep, [f"18100-18101:{tsrv.port}-{tsrv.port + 1}"])
+        assert [(b.host_port, b.container_port) for b in rng] == [(18100, tsrv.port), (18101, tsrv.port + 1)]
+        assert request(env.host, "127.0.0.1", 18100, b"r").endswith(b"|r")
+        assert len(m.ports("c" * 64)) == 4
         m.unpublish("c" * 64)
         assert request(env.host, "127.0.0.1", 18080, b"lo", timeout=0.7) is None
         assert m.ports() == []
@@ -194,7 +198,6 @@ def test_disconnect_removes_reachability_and_the_veth(env):
 def test_none_network_brings_up_loopback_only(env):
     m = env.manager()
     c = env.container("c")
-    run_in_netns(c, lambda: nl.delete_link("nothing"))
     assert m.connect("none", "c" * 64, c) is None
     assert set(links(c)) == {"lo"} and links(c)["lo"]["up"]
     assert m.connect("host", "c" * 64, None) is None
@@ -204,14 +207,14 @@ def test_leak_twenty_connect_disconnect_cycles(env):
     m = env.manager()
     m.create_network("cyc")
     c = env.container("c")
-    base_links = set(links(env.host))
+    base_links = {k: v["addrs"] for k, v in links(env.host).items()}
     base_rules = run_in_netns(env.host, nft.rule_count, env.table)
     for i in range(20):
         ep = m.connect("cyc", "c" * 64, c, aliases=[f"x{i}"])
         m.publish("c" * 64, ep, ["8080/tcp"])
         assert run_in_netns(env.host, nft.rule_count, env.table) == base_rules + 1
         m.disconnect("cyc", "c" * 64)
-    assert set(links(env.host)) == base_links
+    assert {k: v["addrs"] for k, v in links(env.host).items()} == base_links
     assert set(links(c)) == {"lo"}
     assert run_in_netns(env.host, nft.rule_count, env.table) == base_rules
     n = m.get("cyc")
@@ -228,6 +231,7 @@ def test_restore_after_restart_keeps_allocations_and_rules(env):
     with echo_server(c, port=9000) as srv:
         m1.publish("c" * 64, ep, [f"19000:{srv.port}"])
         m1.teardown()  # the daemon goes away and the table with it; records stay
+        assert not run_in_netns(env.host, nft.table_exists, env.table)
         assert request(env.host, "127.0.0.1", 19000, timeout=0.7) is None
         m2 = env.manager()
         assert request(env.host, "127.0.0.1", 19000, b"back").endswith(b"|back")
@@ -238,3 +242,18 @@ def test_restore_after_restart_keeps_allocations_and_rules(env):
         with pytest.raises(Conflict):  # the reservation is held again after restore
             run_in_netns(env.host, reserve, "tcp", "", 19000)
     assert IPv4Address("10.88.5.0") in m2.store.used_addresses(m2.get("keep").id)
+
+
+def test_container_files_name_the_right_resolver(env, tmp_path):
+    m = env.manager()
+    user = m.create_network("u")
+    a, b = env.container("a"), env.container("b")
+    ea = m.connect("u", "a" * 64, a, aliases=["api"])
+    m.connect("bridge", "b" * 64, b)
+    pa = m.write_container_files(str(tmp_path / "fa"), "a" * 64, hostname="aaa",
+                                 extra_hosts=["hg:host-gateway"])
+    assert open(pa["resolv.conf"]).read().splitlines()[0] == f"nameserver {user.gateway}"
+    hosts = open(pa["hosts"]).read()
+    assert f"{ea.address}\taaa api\n" in hosts and f"{m.get('bridge').gateway}\thg\n" in hosts
+    pb = m.write_container_files(str(tmp_path / "fb"), "b" * 64, hostname="bbb", dns=["192.0.2.53"])
+    assert open(pb["resolv.conf"]).read().startswith("nameserver 192.0.2.53\n")
