@@ -8,6 +8,7 @@ Nothing is created in the machine's own network namespace; traffic stays in thes
 from __future__ import annotations
 
 import os
+import time
 from ipaddress import IPv4Address
 
 import pytest
@@ -257,3 +258,27 @@ def test_container_files_name_the_right_resolver(env, tmp_path):
     assert f"{ea.address}\taaa api\n" in hosts and f"{m.get('bridge').gateway}\thg\n" in hosts
     pb = m.write_container_files(str(tmp_path / "fb"), "b" * 64, hostname="bbb", dns=["192.0.2.53"])
     assert open(pb["resolv.conf"]).read().startswith("nameserver 192.0.2.53\n")
+
+
+def test_process_netns_and_disconnect_after_the_container_died(env):
+    import subprocess
+
+    m = env.manager()
+    m.create_network("p")
+    proc = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    try:
+        path = f"/proc/{proc.pid}/ns/net"
+        for _ in range(100):  # wait until unshare has exec'd sleep in its own netns
+            if os.readlink(path) != os.readlink("/proc/self/ns/net"):
+                break
+            time.sleep(0.02)
+        ep = m.connect("p", "f" * 64, path, name="proc")
+        assert ep.ifname == "eth0" and links(path)["eth0"]["addrs"] == [f"{ep.address}/16"]
+        assert ep.host_ifname in links(env.host)
+    finally:
+        proc.kill()
+        proc.wait()
+    # the netns died with the process and took the veth pair with it; disconnect still works
+    m.disconnect("p", "f" * 64)
+    assert ep.host_ifname not in links(env.host)
+    assert m.endpoints("f" * 64) == []
