@@ -44,8 +44,11 @@ def _err(field: str, msg: str) -> InvalidArgument:
     return InvalidArgument(f"config.json: {field}: {msg}")
 
 
-def load(bundle: str) -> dict:
-    """Read `<bundle>/config.json`, validate it and return the spec with root.path made absolute."""
+def load(bundle: str, *, check_seccomp: bool = True) -> dict:
+    """Read `<bundle>/config.json`, validate it and return the spec with root.path made absolute.
+
+    check_seccomp=False leaves linux.seccomp to the caller (the runtime validates it while
+    compiling, or skips it when the compiled filter is cached under the profile's digest)."""
     from berth.runtime import fastjson
 
     path = os.path.join(bundle, "config.json")
@@ -60,7 +63,7 @@ def load(bundle: str) -> dict:
         spec = fastjson.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise InvalidArgument(f"config.json: malformed JSON: {e}") from None
-    validate(spec, bundle)
+    validate(spec, bundle, check_seccomp=check_seccomp)
     return spec
 
 
@@ -81,7 +84,7 @@ def _obj(v: Any, field: str) -> dict:
     return v
 
 
-def validate(spec: Any, bundle: str, *, need_process: bool = True) -> None:
+def validate(spec: Any, bundle: str, *, need_process: bool = True, check_seccomp: bool = True) -> None:
     """Check every field berth-runtime uses; resolve root.path against bundle in place."""
     if not isinstance(spec, dict):
         raise _err("(top level)", "must be an object")
@@ -113,7 +116,7 @@ def validate(spec: Any, bundle: str, *, need_process: bool = True) -> None:
     anno = spec.get("annotations")
     if anno is not None and not (isinstance(anno, dict) and all(isinstance(v, str) for v in anno.values())):
         raise _err("annotations", "must be an object of strings")
-    _validate_linux(spec)
+    _validate_linux(spec, check_seccomp)
 
 
 def validate_process(proc: Any, field: str) -> None:
@@ -234,7 +237,7 @@ def _validate_idmaps(maps: Any, field: str) -> None:
             _uint(m.get(k), f"{field}[{i}].{k}")
 
 
-def _validate_linux(spec: dict) -> None:
+def _validate_linux(spec: dict, check_seccomp: bool = True) -> None:
     linux = _obj(spec.get("linux"), "linux")
     seen: set[str] = set()
     for i, ns in enumerate(linux.get("namespaces") or []):
@@ -311,19 +314,25 @@ def _validate_linux(spec: dict) -> None:
                     "unbindable", "runbindable"):
         raise _err("linux.rootfsPropagation", f"unknown propagation {prop!r}")
     sec = linux.get("seccomp")
-    if sec is not None:
-        from berth.runtime import seccomp
-
-        try:
-            seccomp.validate(sec)
-        except InvalidArgument as e:
-            raise InvalidArgument(f"config.json: linux.seccomp: {e}") from None
+    if sec is not None and check_seccomp:
+        validate_seccomp(sec)
     for k in UNSUPPORTED["linux"]:
         if linux.get(k) is not None:
             raise _err(f"linux.{k}", "not supported by berth-runtime")
     mnt = [n for n in linux.get("namespaces") or [] if n.get("type") == "mount"]
     if not mnt or mnt[0].get("path"):
         raise _err("linux.namespaces", "a new mount namespace (without path) is required")
+
+
+def validate_seccomp(profile: Any) -> None:
+    from berth.runtime import seccomp
+
+    if not isinstance(profile, dict):
+        raise _err("linux.seccomp", "must be an object")
+    try:
+        seccomp.validate(profile)
+    except InvalidArgument as e:
+        raise InvalidArgument(f"config.json: linux.seccomp: {e}") from None
 
 
 def namespaces(spec: dict) -> dict[str, str]:

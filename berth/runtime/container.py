@@ -73,13 +73,26 @@ def _resources(spec: dict) -> dict:
 
 
 def seccomp_filter(spec: dict, root: str):
-    """The container's seccomp profile compiled to BPF (cached under <root>/.seccomp-cache), or None."""
+    """The container's seccomp profile compiled to BPF (cached under <root>/.seccomp-cache), or None.
+
+    A cache hit means this exact profile was validated and compiled before; otherwise it is
+    validated here (InvalidArgument naming linux.seccomp)."""
+    from berth.runtime.config import validate_seccomp
+
     profile = (spec.get("linux") or {}).get("seccomp")
     if profile is None:
         return None
+    if not isinstance(profile, dict):
+        validate_seccomp(profile)
     from berth.runtime.process import compile_seccomp
 
-    return compile_seccomp(profile, os.path.join(root, ".seccomp-cache"))
+    try:
+        compiled = compile_seccomp(profile, os.path.join(root, ".seccomp-cache"))
+    except InvalidArgument as e:
+        raise InvalidArgument(f"config.json: linux.seccomp: {e}") from None
+    if compiled is None:
+        validate_seccomp(profile)
+    return compiled
 
 
 def create(root: str, cid: str, opts: Options) -> state_mod.Container:
@@ -90,7 +103,8 @@ def create(root: str, cid: str, opts: Options) -> state_mod.Container:
     from berth.sys import linux
 
     state_mod.check_id(cid)
-    spec = config.load(opts.bundle)
+    spec = config.load(opts.bundle, check_seccomp=False)
+    bpf = seccomp_filter(spec, root)
     lcfg = spec.get("linux") or {}
     if (lcfg.get("resources") or {}):
         try:
@@ -134,7 +148,7 @@ def create(root: str, cid: str, opts: Options) -> state_mod.Container:
         chan = pchan
         ctx = InitContext(spec, opts.bundle, cid, cchan, fifo_fd=fifo_fd, console_fd=console_fd,
                           preserve_fds=opts.preserve_fds, no_pivot=opts.no_pivot, double_fork=double,
-                          state=st, seccomp_bpf=seccomp_filter(spec, root))
+                          state=st, seccomp_bpf=bpf)
         linux.prctl(PR_SET_DUMPABLE, 0)
         restore = _enter_pid_time(ns, lcfg) if not double else []
         try:

@@ -155,8 +155,8 @@ def _stage(ctx: InitContext) -> None:
     spec = ctx.spec
     lcfg = spec.get("linux") or {}
     ns = config.namespaces(spec)
-    ctx.chan.expect("go")
     if ctx.double_fork:
+        ctx.chan.expect("go")
         if ns.get("user"):
             join_namespaces({"user": ns["user"]})
         elif "user" in ns:
@@ -178,13 +178,19 @@ def _stage(ctx: InitContext) -> None:
             ctx.chan.send(f"pid {pid}")
             os._exit(0)
     else:
-        # the runtime already entered/created the pid and time namespaces for us
+        # the runtime already entered/created the pid and time namespaces for us, and places us in
+        # the cgroup while we unshare the rest; "go" says it is done (the cgroup ns comes after)
         join_namespaces(ns, skip=("pid", "time"))
         flags = 0
         for t, p in ns.items():
-            if not p and t not in ("pid", "time", "user"):
+            if not p and t not in ("pid", "time", "user", "cgroup"):
                 flags |= linux.NAMESPACE_FLAGS[t]
         linux.unshare(flags)
+        if "network" in ns and not ns["network"]:
+            loopback_up()
+        ctx.chan.expect("go")
+        if "cgroup" in ns and not ns["cgroup"]:
+            linux.unshare(linux.CLONE_NEWCGROUP)
     _init(ctx, ns)
 
 
@@ -199,7 +205,7 @@ def _init(ctx: InitContext, ns: dict[str, str]) -> None:
     os.umask(0)
     setup = rootfs.RootfsSetup(spec, ctx.bundle, userns="user" in ns, cgroupns="cgroup" in ns)
     setup.prepare()
-    if "network" in ns and not ns["network"]:
+    if ctx.double_fork and "network" in ns and not ns["network"]:
         loopback_up()
     hk = spec.get("hooks") or {}
     if hk.get("prestart") or hk.get("createRuntime") or hk.get("createContainer"):

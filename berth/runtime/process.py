@@ -193,18 +193,24 @@ def compile_seccomp(profile: dict, cache_dir: str) -> CompiledFilter | None:
 
     None when the profile needs libseccomp at load time (a notify listener).
     """
-    if profile.get("listenerPath") or any(a.get("action") == "SCMP_ACT_NOTIFY"
-                                          for a in profile.get("syscalls") or []):
-        return None
+    try:
+        if profile.get("listenerPath") or any(a.get("action") == "SCMP_ACT_NOTIFY"
+                                              for a in profile.get("syscalls") or []):
+            return None
+        flags = 0
+        for f in profile.get("flags") or []:
+            if f not in SECCOMP_KFLAGS:
+                return None
+            flags |= SECCOMP_KFLAGS[f]
+    except (AttributeError, TypeError):
+        from berth.runtime import seccomp
+
+        seccomp.validate(profile)
+        raise
     import _sha256
 
     from berth.runtime import fastjson
 
-    flags = 0
-    for f in profile.get("flags") or []:
-        if f not in SECCOMP_KFLAGS:
-            return None
-        flags |= SECCOMP_KFLAGS[f]
     key = _sha256.sha256(fastjson.dumps(profile).encode()).hexdigest()
     path = os.path.join(cache_dir, key + ".bpf")
     try:
