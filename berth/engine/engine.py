@@ -25,6 +25,7 @@ from berth.containers.store import Container, ContainerStore, new_id, validate_n
 from berth.engine import jsonlog, monclient, specgen, users, views
 from berth.engine.events import EventBus
 from berth.engine.forkserver import ForkServerClient
+from berth.engine.image_ops import ImageOps
 from berth.engine.monitor import Job
 from berth.errors import BerthError, Conflict, InvalidArgument, NotFound, NotModified
 from berth.sys import linux
@@ -72,7 +73,7 @@ _NAMES_RIGHT = (
 )
 
 
-class Engine:
+class Engine(ImageOps):
     """Containers and images for one data root."""
 
     def __init__(self, cfg: Config) -> None:
@@ -293,18 +294,6 @@ class Engine:
         os.makedirs(self.data_dir(cid), mode=0o700, exist_ok=True)
         self._emit("create", c)
         return {"Id": cid, "Warnings": warnings}
-
-    def _get_image(self, ref: str):
-        try:
-            return self.images.get(ref)
-        except NotFound:
-            try:
-                from berth.oci.reference import familiar
-
-                shown = familiar(ref)
-            except BerthError:
-                shown = ref
-            raise NotFound(f"No such image: {shown}") from None
 
     def _check_host_config(self, host: dict) -> None:
         net = host.get("NetworkMode") or "default"
@@ -1179,60 +1168,6 @@ class Engine:
         for t in list(self._watch_tasks.values()) + list(self._restart_tasks.values()):
             t.cancel()
         self.forkserver.close()
-
-    # ------------------------------------------------------------------ images
-    def list_images(
-        self, all: bool = False, filters: dict[str, list[str]] | None = None, digests: bool = False
-    ) -> list[dict]:
-        return self.images.list(all=all, filters=filters)
-
-    def inspect_image(self, name: str) -> dict:
-        self._get_image(name)
-        return self.images.inspect(name)
-
-    def tag_image(self, name: str, repo: str, tag: str | None) -> None:
-        self._get_image(name)
-        target = f"{repo}:{tag}" if tag else repo
-        self.images.tag(name, target)
-        self.bus.emit("image", "tag", self.images.get(name).id, {"name": target})
-
-    def remove_image(self, name: str, force: bool = False, noprune: bool = False) -> list[dict]:
-        img = self._get_image(name)
-        items = self.images.remove(name, force=force, prune=not noprune)
-        for it in items:
-            if "Untagged" in it:
-                self.bus.emit("image", "untag", img.id, {"name": it["Untagged"]})
-            if "Deleted" in it:
-                self.bus.emit("image", "delete", it["Deleted"], {"name": name})
-        return items
-
-    def image_history(self, name: str) -> list[dict]:
-        self._get_image(name)
-        return self.images.history(name)
-
-    async def pull(
-        self, image: str, tag: str | None, platform: str | None, auth: dict
-    ) -> AsyncIterator[dict]:
-        ref = f"{image}:{tag}" if tag and "@" not in image else image
-        try:
-            img = self.images.get(ref)
-        except NotFound:
-            msg = (
-                f"pull access denied for {image}: berth has no registry configured yet; "
-                "make base images with `berth image bootstrap busybox` or load them with `berth load`"
-            )
-            yield {"errorDetail": {"message": msg}, "error": msg}
-            return
-        from berth.oci.reference import familiar
-
-        yield {"status": f"Pulling from {image}", "id": tag or "latest"}
-        yield {"status": f"Digest: {img.manifest.digest}"}
-        yield {"status": f"Status: Image is up to date for {familiar(ref)}"}
-
-    async def push(self, name: str, tag: str | None, auth: dict) -> AsyncIterator[dict]:
-        msg = "push is not available yet: berth's registry client is not built"
-        yield {"errorDetail": {"message": msg}, "error": msg}
-
 
 def _log_item(r: jsonlog.LogRecord, stdout: bool, stderr: bool, timestamps: bool) -> tuple[int, bytes] | None:
     stream = 2 if r.stream == "stderr" else 1

@@ -204,3 +204,43 @@ def test_auto_remove(engine):
             engine.inspect_container(cid)
 
     run(go())
+
+
+@pytest.mark.parametrize("engine", ["berth"], indirect=True)
+def test_image_ops_save_load_commit_rmi(engine):
+    async def agen(data: bytes):
+        for i in range(0, len(data), 65536):
+            yield data[i : i + 65536]
+
+    async def go():
+        saved = b"".join([c async for c in engine.save_images(["busybox"])])
+        assert len(saved) > 100_000
+        busy_id = engine.inspect_image("busybox")["Id"]
+        engine.tag_image("busybox", "mine/bb", "v1")
+        assert "mine/bb:v1" in engine.inspect_image("mine/bb:v1")["RepoTags"]
+        items = engine.remove_image("mine/bb:v1")
+        assert items == [{"Untagged": "mine/bb:v1"}]
+        msgs = [m async for m in engine.load_images(agen(saved), quiet=False)]
+        assert any("busybox:latest" in m.get("stream", "") for m in msgs), msgs
+        cid = engine.create_container(None, {"Image": "busybox", "Cmd": ["sh", "-c", "echo new > /f"]})["Id"]
+        done = await engine.wait(cid, "next-exit")
+        await engine.start(cid)
+        await asyncio.wait_for(done, 20)
+        new = engine.commit_container(cid, repo="committed", tag="1", changes=["CMD cat /f"])
+        assert engine.inspect_image("committed:1")["Id"] == new["Id"] != busy_id
+        with pytest.raises(Conflict):
+            engine.remove_image(busy_id)
+        c2 = engine.create_container(None, {"Image": "committed:1", "AttachStdout": True})["Id"]
+        io = _IO()
+        att = asyncio.create_task(engine.attach(c2, io, stdin=False, stdout=True, stderr=True, logs=False,
+                                                stream=True))
+        await asyncio.sleep(0.05)
+        await engine.start(c2)
+        await asyncio.wait_for(att, 20)
+        assert io.out[1] == b"new\n"
+        bad = [m async for m in engine.load_images(agen(b"not a tar" * 100), quiet=False)]
+        assert bad and "error" in bad[-1]
+        pulled = [m async for m in engine.pull("nosuchimage", "latest", None, {})]
+        assert "error" in pulled[-1]
+
+    run(go())
