@@ -4,7 +4,7 @@ Apply: a generated layer (5k files, ~200 MB of mixed sizes) into a fresh tmp dir
 Diff: an upper dir of 10k files into a tar file. Runs alternate; medians and ratios are printed
 (ratio = tar time / berth time, so >= 1.0 means berth is at least as fast).
 
-    .venv/bin/python bench/storage/apply_diff.py [--rounds 5] [--files 5000] [--mb 200]
+    .venv/bin/python bench/storage/apply_diff.py [--rounds 5] [--files 5000] [--mb 200] [--dir /dev/shm]
 """
 
 from __future__ import annotations
@@ -103,8 +103,9 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=5000)
     ap.add_argument("--mb", type=int, default=200)
     ap.add_argument("--only", choices=("apply", "diff"))
+    ap.add_argument("--dir", default=None, help="where to work (default: the tmp dir; /dev/shm = CPU-bound)")
     a = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="berth-bench-archive-")
+    work = tempfile.mkdtemp(prefix="berth-bench-archive-", dir=a.dir)
     try:
         if a.only != "diff":
             bench_apply(work, a.rounds, a.files, a.mb)

@@ -14,6 +14,7 @@ import os
 import queue
 import stat
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -381,7 +382,7 @@ def _walk_delete(w: _TarWriter, ufd: int, lfd: int, rel: bytes) -> None:
             w.node(ufd, name, path, u)
 
 
-def write_diff(upper: str, out: BinaryIO, *, whiteout_mode: str, lower_dirs=(),
+def write_diff(upper: str, out: BinaryIO, *, whiteout_mode: str, lower_dirs: Sequence[str] = (),
                compression: str | None = "gzip", source_date_epoch: int | None = None) -> DiffResult:
     """Write the changes in upper as an OCI layer to out; returns diffID, digest and sizes.
 
