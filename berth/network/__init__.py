@@ -13,6 +13,7 @@ Public API (names are imported lazily)::
       .connect(network, container_id, netns_path, *, ip=None, mac=None, aliases=(),
                ifname=None, name="") -> Endpoint | None    (None for host and none)
       .disconnect(network, container_id); .endpoints(container_id=None, network=None)
+      .release(container_id)           unpublish + disconnect from every network (container removal)
       .publish(container_id, endpoint, ["8080:80", "127.0.0.1::53/udp", ...]) -> [PortBinding]
       .unpublish(container_id) -> [PortBinding]; .ports(container_id=None)
       .write_container_files(dir, container_id, *, hostname, domainname="", extra_hosts=(),

@@ -246,6 +246,13 @@ class NetworkManager:
             self.store.remove_endpoint(n.id, container_id)
             self._refresh_dns(n.id)
 
+    def release(self, container_id: str) -> None:
+        """Everything of a container that is going away: its ports, then each endpoint."""
+        with self._lock:
+            self.unpublish(container_id)
+            for ep in self.store.endpoints(container_id=container_id):
+                self.disconnect(ep.network_id, container_id)
+
     def endpoints(self, container_id: str | None = None, network: str | None = None) -> list[Endpoint]:
         return self.store.endpoints(self.get(network).id if network else None, container_id)
 
