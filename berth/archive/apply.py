@@ -158,6 +158,14 @@ def _clean(name: bytes, limits: Limits, what: str | None = None) -> list[bytes]:
     def who() -> str:
         return what or name.decode("utf-8", "backslashreplace")
 
+    if (b"." not in name or (b"/." not in name and name[:1] != b".")) and b"//" not in name and \
+            name[:1] != b"/" and len(name) <= limits.max_path and b"\0" not in name:
+        # fast path: a plain relative name (no "", ".", ".." components)
+        parts = name.split(b"/")
+        if not parts[-1]:
+            parts.pop()
+        if len(parts) <= limits.max_depth and max(map(len, parts), default=0) <= limits.max_name:
+            return parts
     if len(name) > limits.max_path:
         raise LimitExceeded(f"layer entry {who()!r}: path of {len(name)} bytes exceeds max_path "
                             f"{limits.max_path}")
@@ -409,12 +417,15 @@ class _Applier:
             self._remove(pfd, leaf, path)
             fd = os.open(leaf, flags, mode if fast else 0o600, dir_fd=pfd)
         try:
-            stream.copy_to_fd(fd, e.size, e.name)
-            self._chown(fd, e.uid, e.gid, pfd)
+            if e.size:
+                stream.copy_to_fd(fd, e.size, e.name)
+            if e.uid != self.euid or e.gid != self.egid or self._parent_setgid(pfd):
+                self._chown(fd, e.uid, e.gid, pfd)
             if not fast:
                 os.fchmod(fd, mode)
-            for k, v in _filter_xattrs(e).items():
-                os.setxattr(fd, k, v)
+            if e.xattrs:
+                for k, v in _filter_xattrs(e).items():
+                    os.setxattr(fd, k, v)
             os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
         finally:
             os.close(fd)

@@ -357,3 +357,32 @@ def test_reader_thread_is_gone_after_errors(root):
         with pytest.raises(InvalidArgument):
             apply_bytes(blob, root)
     assert {t.name for t in threading.enumerate()} - before == set()
+
+
+def test_name_cleaning_matches_the_lexical_rule():
+    import itertools
+
+    from berth.archive.apply import _clean
+    from berth.archive.limits import Limits
+
+    def reference(name: bytes):
+        parts: list[bytes] = []
+        for c in name.split(b"/"):
+            if c in (b"", b"."):
+                continue
+            if c == b"..":
+                if not parts:
+                    return "escape"
+                parts.pop()
+                continue
+            parts.append(c)
+        return parts
+
+    for k in range(1, 7):
+        for t in itertools.product([b"a", b".", b"/"], repeat=k):
+            name = b"".join(t)
+            try:
+                got = _clean(name, Limits())
+            except InvalidArgument:
+                got = "escape"
+            assert got == reference(name), name
