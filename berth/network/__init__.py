@@ -11,7 +11,7 @@ Public API (names are imported lazily)::
       .remove_network(id_or_name)      Conflict while endpoints exist; Forbidden for predefined
       .get(id_or_name) -> Network      full id, name or unique id prefix; .list() -> [Network]
       .connect(network, container_id, netns_path, *, ip=None, mac=None, aliases=(),
-               ifname=None, name="") -> Endpoint | None    (None for host and none)
+               ifname=None, name="", dns=()) -> Endpoint | None    (None for host and none)
       .disconnect(network, container_id); .endpoints(container_id=None, network=None)
       .release(container_id)           unpublish + disconnect from every network (container removal)
       .publish(container_id, endpoint, ["8080:80", "127.0.0.1::53/udp", ...]) -> [PortBinding]

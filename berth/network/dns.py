@@ -150,8 +150,9 @@ def error_response(data: bytes, rcode: int) -> bytes | None:
     return struct.pack("!6H", qid, 0x8000 | (flags & 0x7900) | 0x0080 | rcode, 0, 0, 0, 0)
 
 
-# lookup(client_ip, name) -> (addresses or None if the name is not a container's, may_forward)
-Lookup = Callable[[str, str], tuple[list[IPv4Address] | None, bool]]
+# lookup(client_ip, name) -> (addresses, or None if the name is not a container's;
+#                             forward: False = refuse, True = default upstreams, or a list of upstreams)
+Lookup = Callable[[str, str], tuple[list[IPv4Address] | None, "bool | list[tuple[str, int]]"]]
 
 
 def host_resolvers(path: str = "/etc/resolv.conf") -> list[tuple[str, int]]:
@@ -315,7 +316,7 @@ class DnsServer:
         except DnsFormatError:
             return error_response(data, RCODE_FORMERR)
         try:
-            addrs, may_forward = self.lookup(client_ip, q.name)
+            addrs, forward = self.lookup(client_ip, q.name)
         except Exception:
             log.exception("dns lookup failed")
             return build_response(q, rcode=RCODE_SERVFAIL)
@@ -323,9 +324,10 @@ class DnsServer:
             if q.qtype == QTYPE_A:
                 return build_response(q, addrs)
             return build_response(q, [])  # the name exists, but has no record of this type
-        if not may_forward or not self.upstreams:
-            return build_response(q, rcode=RCODE_SERVFAIL if may_forward else RCODE_REFUSED)
-        for upstream in self.upstreams:
+        if forward is False:
+            return build_response(q, rcode=RCODE_REFUSED)
+        upstreams = forward if isinstance(forward, list) and forward else self.upstreams
+        for upstream in upstreams:
             try:
                 if tcp:
                     return await self._forward_tcp(data, upstream)

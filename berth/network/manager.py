@@ -57,6 +57,7 @@ class NetworkManager:
         self._reservations: dict[tuple[str, str, int], socket.socket] = {}
         self._dns_nets: list[tuple[IPv4Network, str, bool]] = []  # (subnet, network id, internal)
         self._dns_names: dict[str, dict[str, list[IPv4Address]]] = {}
+        self._dns_clients: dict[str, dict[IPv4Address, list[tuple[str, int]]]] = {}  # per-container --dns
 
     # helpers
     def _host(self, fn, *args, **kwargs):
@@ -184,7 +185,7 @@ class NetworkManager:
     # endpoints
     def connect(self, network: str, container_id: str, netns_path: str | None, *, ip: str | None = None,
                 mac: str | None = None, aliases: Sequence[str] = (), ifname: str | None = None,
-                name: str = "") -> Endpoint | None:
+                name: str = "", dns: Sequence[str] = ()) -> Endpoint | None:
         """Attach the container's netns to a network; returns the endpoint (None: host/none).
 
         host: nothing to do (the container shares the host netns). none: only loopback up.
@@ -202,6 +203,7 @@ class NetworkManager:
         if not container_id:
             raise InvalidArgument("container id is required")
         mac_addr = ipam.parse_mac(mac) if mac else None
+        dns_servers = [str(ipam.parse_address(d, "DNS server")) for d in dns]
         with self._lock:
             if self.store.endpoint(n.id, container_id):
                 raise AlreadyExists(f"container {container_id[:12]} is already connected to network {n.name}")
@@ -217,7 +219,7 @@ class NetworkManager:
             host_if = "veth" + sha256(f"{n.id}/{container_id}".encode()).hexdigest()[:11]
             ep = Endpoint(n.id, container_id, netns_path, ifname, host_if, addr, n.subnet.prefixlen,
                           None if n.internal else n.gateway, mac_addr or ipam.mac_for(addr),
-                          list(dict.fromkeys(aliases)), name.lstrip("/"))
+                          list(dict.fromkeys(aliases)), name.lstrip("/"), dns_servers)
             self.store.add_endpoint(ep)
             try:
                 self._host(links.add_veth, host_if, netns_path, ifname, n.bridge, self._mtu(n))
@@ -330,6 +332,7 @@ class NetworkManager:
         if self._dns is not None and n.gateway is not None:
             self._dns.remove_listener(str(n.gateway), self.dns_port)
         self._dns_names.pop(n.id, None)
+        self._dns_clients.pop(n.id, None)
         self._refresh_dns_nets()
 
     def _refresh_dns_nets(self) -> None:
@@ -338,14 +341,19 @@ class NetworkManager:
 
     def _refresh_dns(self, network_id: str) -> None:
         names: dict[str, list[IPv4Address]] = {}
+        clients: dict[IPv4Address, list[tuple[str, int]]] = {}
         for ep in self.store.endpoints(network_id):
             for nm in [ep.name, *ep.aliases, ep.short_id]:
                 if nm:
                     names.setdefault(nm.lower(), []).append(ep.address)
+            if ep.dns:
+                clients[ep.address] = [(d, 53) for d in ep.dns]
         self._dns_names[network_id] = names
+        self._dns_clients[network_id] = clients
         self._refresh_dns_nets()
 
-    def _lookup(self, client_ip: str, qname: str) -> tuple[list[IPv4Address] | None, bool]:
+    def _lookup(self, client_ip: str, qname: str):
+        """(addresses of qname on the client's network or None, how to forward other names)."""
         try:
             ip = IPv4Address(client_ip)
         except ValueError:
@@ -353,7 +361,9 @@ class NetworkManager:
         for subnet, net_id, internal in self._dns_nets:
             if ip in subnet:
                 found = self._dns_names.get(net_id, {}).get(qname.rstrip(".").lower())
-                return (list(found) if found else None), not internal
+                if internal:
+                    return (list(found) if found else None), False
+                return (list(found) if found else None), self._dns_clients.get(net_id, {}).get(ip, True)
         return None, False
 
     # generated /etc files
@@ -363,7 +373,8 @@ class NetworkManager:
                               dns_options: Sequence[str] = ()) -> dict[str, str]:
         """hosts, resolv.conf and hostname for a connected container (see berth.network.files).
 
-        On a user-defined network the nameserver is berth's DNS on that network's gateway;
+        On a user-defined network the nameserver is berth's DNS on that network's gateway
+        (give the container's --dns to connect() too: they become its upstreams there);
         "host-gateway" in --add-host is the default bridge's gateway.
         """
         from berth.network.files import write_container_files

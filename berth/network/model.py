@@ -47,6 +47,7 @@ class Endpoint:
     mac: str
     aliases: list[str] = field(default_factory=list)
     name: str = ""
+    dns: list[str] = field(default_factory=list)  # the container's --dns: upstreams for its queries
 
     @property
     def short_id(self) -> str:

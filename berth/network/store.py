@@ -39,6 +39,7 @@ MIGRATIONS = [
         PRIMARY KEY (proto, host_ip, host_port));
     CREATE INDEX network_ports_container ON network_ports(container_id);
     """,
+    "ALTER TABLE network_endpoints ADD COLUMN dns TEXT NOT NULL DEFAULT '[]'",
 ]
 
 
@@ -58,7 +59,7 @@ def _ep(row: sqlite3.Row) -> Endpoint:
         network_id=row["network_id"], container_id=row["container_id"], netns=row["netns"],
         ifname=row["ifname"], host_ifname=row["host_ifname"], address=IPv4Address(row["address"]),
         prefixlen=row["prefixlen"], gateway=IPv4Address(row["gateway"]) if row["gateway"] else None,
-        mac=row["mac"], aliases=json.loads(row["aliases"]), name=row["name"],
+        mac=row["mac"], aliases=json.loads(row["aliases"]), name=row["name"], dns=json.loads(row["dns"]),
     )
 
 
@@ -124,10 +125,10 @@ class NetworkStore:
                 raise Conflict(f"address {ep.address} is already in use") from None
             try:
                 c.execute(
-                    "INSERT INTO network_endpoints VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO network_endpoints VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
                     (ep.network_id, ep.container_id, ep.netns, ep.ifname, ep.host_ifname, str(ep.address),
                      ep.prefixlen, str(ep.gateway) if ep.gateway else None, ep.mac, json.dumps(ep.aliases),
-                     ep.name))
+                     ep.name, json.dumps(ep.dns)))
             except sqlite3.IntegrityError:
                 raise AlreadyExists(f"container {ep.container_id[:12]} is already connected") from None
 

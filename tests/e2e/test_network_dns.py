@@ -112,3 +112,22 @@ def test_removing_a_network_stops_its_listener(env):
     assert (str(n.gateway), 53) in m._dns.listeners()
     m.remove_network("short")
     assert (str(n.gateway), 53) not in m._dns.listeners()
+
+
+def test_container_dns_servers_are_its_upstreams(env, upstream):
+    port, seen = upstream
+    own_answer = IPv4Address("203.0.113.99")
+    own = dns.DnsServer(lambda client, name: ([own_answer], False), [], netns=env.host)
+    own.add_listener("127.0.0.2", 53)  # --dns servers are asked on port 53
+    try:
+        m = env.manager(dns_upstreams=[("127.0.0.1", port)])
+        n = m.create_network("custom")
+        a, b = env.container("a"), env.container("b")
+        ea = m.connect("custom", "a" * 64, a, name="plain")
+        eb = m.connect("custom", "b" * 64, b, name="picky", dns=["127.0.0.2"])
+        assert eb.dns == ["127.0.0.2"] and m.endpoints("b" * 64)[0].dns == ["127.0.0.2"]
+        assert ask(b, str(n.gateway), "example.org") == (0, [own_answer])
+        assert ask(b, str(n.gateway), "plain") == (0, [ea.address])  # local names still answered here
+        assert ask(a, str(n.gateway), "example.org") == (0, [UPSTREAM_ANSWER])
+    finally:
+        own.stop()
