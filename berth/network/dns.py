@@ -34,6 +34,7 @@ RCODE_NXDOMAIN = 3
 RCODE_REFUSED = 5
 TTL = 600
 UPSTREAM_TIMEOUT = 3.0
+MAX_INFLIGHT = 512  # UDP queries being answered at once
 
 
 class DnsFormatError(InvalidArgument):
@@ -248,6 +249,9 @@ class DnsServer:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def _spawn(self, coro) -> None:
+        if len(self._tasks) >= MAX_INFLIGHT:  # a flood: drop, the client retries
+            coro.close()
+            return
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
