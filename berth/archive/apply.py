@@ -33,6 +33,7 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 _IN_ROOT = linux.RESOLVE_IN_ROOT | linux.RESOLVE_NO_MAGICLINKS
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _CACHE_MAX = 64
+_MAX_META_RUN = 8  # PAX / GNU long-name headers before one entry
 # OS errors that mean "the system failed", not "the layer is bad": re-raised as they are
 _SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EROFS,
                             errno.EMFILE, errno.ENFILE})
@@ -87,7 +88,7 @@ def apply_layer(src: BinaryIO, root: str, *, whiteout_mode: str = "delete", lowe
 
 def _entries(stream: TarStream, limits: Limits) -> Iterator[tf.Entry]:
     """Members of the tar, PAX / GNU long-name records applied; the consumer reads each member's data."""
-    headers = 0
+    entries = meta_run = 0
     pax: dict[bytes, bytes] = {}
     longname: bytes | None = None
     longlink: bytes | None = None
@@ -100,9 +101,6 @@ def _entries(stream: TarStream, limits: Limits) -> Iterator[tf.Entry]:
         if block == tf.ZERO_BLOCK:
             stream.drain_zeros()
             return
-        headers += 1
-        if headers > limits.max_entries:
-            raise LimitExceeded(f"layer: more than {limits.max_entries} entries")
         e = tf.parse_header(block)
         budget = limits.max_bytes - stream.consumed
         if e.size > budget:
@@ -110,6 +108,9 @@ def _entries(stream: TarStream, limits: Limits) -> Iterator[tf.Entry]:
                                 f"limit of {budget} bytes")
         t = e.type
         if t in (tf.PAX, tf.PAX_GLOBAL, tf.GNU_LONGNAME, tf.GNU_LONGLINK):
+            meta_run += 1
+            if meta_run > _MAX_META_RUN:
+                raise InvalidArgument(f"layer: more than {_MAX_META_RUN} extended headers in a row")
             cap = limits.max_pax if t in (tf.PAX, tf.PAX_GLOBAL) else limits.max_path + 1
             if e.size > cap:
                 raise LimitExceeded(f"layer entry {e.display()!r}: {t.decode()} header of {e.size} bytes "
@@ -127,6 +128,10 @@ def _entries(stream: TarStream, limits: Limits) -> Iterator[tf.Entry]:
             else:
                 longlink = data.split(b"\0", 1)[0]
             continue
+        meta_run = 0
+        entries += 1
+        if entries > limits.max_entries:
+            raise LimitExceeded(f"layer: more than {limits.max_entries} entries")
         if longname is not None:
             e.name, longname = longname, None
         if longlink is not None:
@@ -279,6 +284,8 @@ class _Applier:
                         raise InvalidArgument(f"parent {sub.decode(errors='replace')!r} is a symlink that "
                                               "does not resolve to a directory inside the root") from None
                     fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
+                    if self.umask & 0o755:
+                        os.chmod(fd, 0o755)
                     self._implicit_dir(parts[:i], fd)
                 except OSError as err:
                     if err.errno in (errno.ENOTDIR, errno.ELOOP):

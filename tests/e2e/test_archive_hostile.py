@@ -434,3 +434,14 @@ def test_b5_8_diff_id_mismatch_and_duplicates(arena):
     assert (root / "dup").read_bytes() == b"three" and res.entries == 4
     with pytest.raises(DataCorrupt, match="diff_id"):
         apply_bytes(data, root, expected_diff_id="sha256:" + "1" * 64)
+
+
+def test_b5_7_extended_header_chains_are_bounded(arena):
+    root, _ = arena
+
+    def gen():  # PAX headers that never reach an entry
+        for _ in range(100_000):
+            yield pax_member({b"comment": b"x"}, b"f")[:1024]
+
+    with pytest.raises(InvalidArgument, match="extended headers in a row"):
+        apply_layer(stream(gen()), str(root))
