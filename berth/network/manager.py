@@ -30,6 +30,8 @@ from berth.network.store import NetworkStore
 log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+IFNAME_RE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")
+TABLE_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]{0,63}$")
 PREDEFINED = ("bridge", "host", "none")
 OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
 OPT_MTU = "com.docker.network.driver.mtu"
@@ -42,6 +44,10 @@ class NetworkManager:
                  pool: Sequence[tuple[str, int]] | None = None, default_subnet: str | None = None,
                  table: str = "berth", host_netns: str | None = None, mtu: int = 1500,
                  dns_upstreams: list[tuple[str, int]] | None = None, dns_port: int = 53) -> None:
+        if not TABLE_RE.match(table):
+            raise InvalidArgument(f"invalid nftables table name {table!r}")
+        if not IFNAME_RE.match(bridge_name):
+            raise InvalidArgument(f"invalid bridge name {bridge_name!r}")
         self.store = NetworkStore(db)
         self.run_dir = run_dir
         self.bridge_name = bridge_name
@@ -124,8 +130,8 @@ class NetworkManager:
             else:
                 cfg = ipam.make_config(ipam.pick_subnet(self.pools, self._taken_subnets()))
             bridge = options.get(OPT_BRIDGE_NAME) or f"br-{net_id[:12]}"
-            if len(bridge) > 15:
-                raise InvalidArgument(f"bridge name {bridge!r} is longer than 15 characters")
+            if not IFNAME_RE.match(bridge):
+                raise InvalidArgument(f"invalid bridge name {bridge!r} (at most 15 of [A-Za-z0-9_.-])")
             if OPT_MTU in options:
                 try:
                     if not 68 <= int(options[OPT_MTU]) <= 65535:
@@ -216,6 +222,8 @@ class NetworkManager:
                 addr = ipam.next_free(cfg, used)
             if ifname is None:
                 ifname = run_in_netns(netns_path, links.next_ifname)
+            elif not IFNAME_RE.match(ifname):
+                raise InvalidArgument(f"invalid interface name {ifname!r}")
             host_if = "veth" + sha256(f"{n.id}/{container_id}".encode()).hexdigest()[:11]
             ep = Endpoint(n.id, container_id, netns_path, ifname, host_if, addr, n.subnet.prefixlen,
                           None if n.internal else n.gateway, mac_addr or ipam.mac_for(addr),

@@ -87,6 +87,18 @@ def test_containers_on_one_network_talk_and_mac_mtu_ip(env):
         m.connect("appnet", "d" * 64, os.path.join(env.tmp, "not-a-netns"))
     with pytest.raises(Conflict):
         m.remove_network("appnet")  # active endpoints
+    for bad in ({"ip": "10.78.0.5"}, {"mac": "01:00:00:00:00:01"}, {"ifname": "x" * 16}, {"dns": ["nope"]}):
+        with pytest.raises(InvalidArgument):
+            m.connect("appnet", "e" * 64, env.container(f"bad{len(env.netns)}"), **bad)
+    for kw in ({"subnet": "10.77.0.128/25"}, {"options": {"com.docker.network.bridge.name": 'x"y'}},
+               {"gateway": "10.1.1.1"}, {"subnet": "10.90.0.0/16", "ip_range": "10.91.0.0/24"}):
+        with pytest.raises((Conflict, InvalidArgument)):
+            m.create_network("other", **kw)
+    with pytest.raises(AlreadyExists):
+        m.create_network("appnet")
+    assert [n.name for n in m.list()] == ["bridge", "host", "none", "appnet"]
+    assert set(links(env.host)) == {"lo", "berth0", net.bridge, ea.host_ifname, eb.host_ifname}
+    assert m.store.used_addresses(net.id) == {net.gateway, ea.address, eb.address}
 
 
 def test_default_bridge_reaches_host_and_outside_is_masqueraded(env):
