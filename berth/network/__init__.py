@@ -23,6 +23,8 @@ Public API (names are imported lazily)::
       .teardown(*, remove_bridges=False)   close() and delete the nft table
 
     container:<id> networking: the engine reuses the other container's netns path; no call here.
+    Call restore() once at start-up before anything else. Calls block (netlink work runs in
+    short-lived threads, nft in one subprocess per change): from asyncio, use a worker thread.
 
     netns: create_netns(path), delete_netns(path), run_in_netns(path, fn, *args), is_netns(path)
     files: write_container_files(dir, hostname=..., addresses=..., extra_hosts=..., embedded_dns=...,
