@@ -206,7 +206,8 @@ def create(root: str, cid: str, opts: Options) -> state_mod.Container:
         data = {"id": cid, "pid": pid, "start_time": linux.proc_start_time(pid), "bundle": opts.bundle,
                 "rootfs": spec["root"]["path"], "created": created, "config": spec,
                 "systemd_cgroup": opts.systemd, "cgroup_paths": mgr.paths(),
-                "namespaces": {t: p or f"/proc/{pid}/ns/{_proc_ns(t)}" for t, p in ns.items()}}
+                "namespaces": {t: p or f"/proc/{pid}/ns/{_proc_ns(t)}" for t, p in ns.items()},
+                "own_pidns": "pid" in ns and not ns["pid"]}
         c = state_mod.Container(root, cid, data)
         c.save()
         if opts.pid_file:
@@ -372,8 +373,7 @@ def delete(c: state_mod.Container, *, force: bool = False) -> None:
         while c.alive() and time.monotonic() < deadline:
             time.sleep(0.005)
     if mgr is not None and mgr.exists():
-        ns = c.data.get("namespaces") or {}
-        if not ("pid" in ns and ns["pid"].startswith("/proc/")):
+        if not c.data.get("own_pidns"):
             # init did not own a pid namespace: nothing killed the rest for us
             for p in mgr.pids():
                 try:

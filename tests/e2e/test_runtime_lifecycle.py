@@ -227,3 +227,56 @@ def test_pids_limit_stops_fork_bomb(tmp_path, busybox_rootfs_template, runtime):
     assert "can't fork" in p.stderr or "Resource temporarily unavailable" in p.stderr
     n = int(p.stdout.split("n=")[1].split()[0])
     assert 1 < n <= 10
+
+
+def test_join_namespaces_by_path_and_time_namespace(tmp_path, busybox_rootfs_template, runtime):
+    bundle_a, _ = make_bundle(tmp_path, busybox_rootfs_template, ["sleep", "300"], name="a")
+    a = runtime.track(new_id())
+    runtime("run", "-d", "-b", bundle_a, a, check=True)
+    pid = runtime.state(a)["pid"]
+    bundle_b, spec = make_bundle(tmp_path, busybox_rootfs_template,
+                                 ["sh", "-c", "readlink /proc/self/ns/net; readlink /proc/self/ns/pid;"
+                                  " echo pid=$$; cut -d. -f1 /proc/uptime"], name="b")
+    for n in spec["linux"]["namespaces"]:
+        if n["type"] in ("network", "pid"):
+            n["path"] = f"/proc/{pid}/ns/" + ("net" if n["type"] == "network" else "pid")
+    if os.path.exists("/proc/self/ns/time"):
+        spec["linux"]["namespaces"].append({"type": "time"})
+        spec["linux"]["timeOffsets"] = {"boottime": {"secs": 10 * 365 * 86400, "nanosecs": 0}}
+    write_spec(bundle_b, spec)
+    p = runtime("run", "-b", bundle_b, runtime.track(new_id()))
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == os.readlink(f"/proc/{pid}/ns/net")
+    assert lines[1] == os.readlink(f"/proc/{pid}/ns/pid")
+    assert lines[2] != "pid=1"                       # a second process in A's pid namespace
+    if os.path.exists("/proc/self/ns/time"):
+        assert int(lines[3]) > 10 * 365 * 86400
+    assert runtime.state(a)["status"] == "running"   # deleting B left A alone
+
+
+def test_preserve_fds_and_kill_all(tmp_path, busybox_rootfs_template, runtime):
+    bundle, _ = make_bundle(tmp_path, busybox_rootfs_template,
+                            ["sh", "-c", "cat <&3; sleep 300 & sleep 300"])
+    r, w = os.pipe()
+    os.write(w, b"through fd 3\n")
+    os.close(w)
+    cid = runtime.track(new_id())
+    out = tmp_path / "out"
+    import subprocess
+
+    with open(out, "w") as f:
+        subprocess.run([runtime.path, "--root", runtime.root, "run", "-d", "--preserve-fds", "1",
+                        "-b", bundle, cid], stdout=f, stderr=f, pass_fds=(3,),
+                       preexec_fn=lambda: os.dup2(r, 3), check=True)
+    os.close(r)
+    deadline = time.monotonic() + 5
+    while "through fd 3" not in out.read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "through fd 3" in out.read_text()
+    deadline = time.monotonic() + 5
+    while len(json.loads(runtime("ps", "--format", "json", cid, check=True).stdout)) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    runtime("kill", "--all", cid, "KILL", check=True)
+    assert _wait_status(runtime, cid, "stopped")["status"] == "stopped"
