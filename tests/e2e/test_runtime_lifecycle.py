@@ -280,3 +280,17 @@ def test_preserve_fds_and_kill_all(tmp_path, busybox_rootfs_template, runtime):
         time.sleep(0.02)
     runtime("kill", "--all", cid, "KILL", check=True)
     assert _wait_status(runtime, cid, "stopped")["status"] == "stopped"
+
+
+def test_waiting_init_is_not_reachable_from_the_container(tmp_path, busybox_rootfs_template, runtime):
+    """Before execve, init is the host's Python: /proc/1/exe must not be reachable from inside."""
+    bundle, _ = make_bundle(tmp_path, busybox_rootfs_template, ["true"])
+    cid = runtime.track(new_id())
+    runtime("create", "-b", bundle, cid, check=True)
+    p = runtime("exec", cid, "sh", "-c", "readlink /proc/1/exe || echo denied; cat /proc/1/exe > /dev/null"
+                " 2>&1 || echo denied; readlink /proc/1/fd/0 || echo denied; ls /proc/self/fd | tr '\\n' ' '")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines.count("denied") == 3, p.stdout
+    assert "python" not in p.stdout
+    assert lines[-1].split() == ["0", "1", "2", "3"]
