@@ -29,6 +29,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FLUSH = 1 << 20
 _SMALL = 256 << 10
+_ZEROS = bytes(512)
 
 
 @dataclass
@@ -116,13 +117,21 @@ class _TarWriter:
         self.sink = sink
         self.overlay = overlay
         self.sde = source_date_epoch
-        self.buf = bytearray()
+        self.parts: list[bytes] = []   # pending output, joined once per flush
+        self.pending = 0
         self.links: dict[tuple[int, int], bytes] = {}
 
     def _flush(self) -> None:
-        if self.buf:
-            self.sink.write(bytes(self.buf))
-            self.buf = bytearray()
+        if self.parts:
+            self.sink.write(b"".join(self.parts))
+            self.parts = []
+            self.pending = 0
+
+    def _add(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.pending += len(data)
+        if self.pending >= _FLUSH:
+            self._flush()
 
     def _mtime(self, st: os.stat_result) -> int:
         m = st.st_mtime_ns // 1_000_000_000
@@ -137,9 +146,7 @@ class _TarWriter:
             h = tf.build_header(name, typ, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
                                 size=size, mtime=self._mtime(st), linkname=linkname,
                                 devmajor=os.major(dev), devminor=os.minor(dev), xattrs=xattrs)
-        self.buf += h
-        if len(self.buf) >= _FLUSH:
-            self._flush()
+        self._add(h)
 
     def whiteout(self, name: bytes) -> None:
         self.header(name, tf.REG)
@@ -151,7 +158,8 @@ class _TarWriter:
                 chunk = os.read(fd, left)
                 if not chunk:
                     break
-                self.buf += chunk
+                self.parts.append(chunk)
+                self.pending += len(chunk)
                 left -= len(chunk)
         else:
             self._flush()
@@ -165,12 +173,13 @@ class _TarWriter:
             raise Conflict(f"file {what.decode(errors='replace')!r} shrank while it was being archived")
         pad = -size % tf.BLOCK
         if pad:
-            self.buf += bytes(pad)
-        if len(self.buf) >= _FLUSH:
+            self.parts.append(bytes(pad))
+            self.pending += pad
+        if self.pending >= _FLUSH:
             self._flush()
 
     def end(self) -> None:
-        self.buf += bytes(2 * tf.BLOCK)
+        self.parts.append(bytes(2 * tf.BLOCK))
         self._flush()
 
     def small_file(self, dfd: int, name: bytes, path: bytes, st: os.stat_result) -> None:
@@ -198,16 +207,15 @@ class _TarWriter:
         if self.sde is not None and mtime > self.sde:
             mtime = self.sde
         if xattrs or len(path) > 100 or not path.isascii() or st.st_uid > 0o7777777 or st.st_gid > 0o7777777:
-            self.buf += tf.build_header(path, tf.REG, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid,
+            hdr = tf.build_header(path, tf.REG, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid,
                                         gid=st.st_gid, size=size, mtime=mtime, xattrs=xattrs)
         else:
-            self.buf += tf.raw_header(path, tf.REG, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, size,
+            hdr = tf.raw_header(path, tf.REG, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, size,
                                       mtime, b"", 0, 0)
-        self.buf += data
         pad = -size % tf.BLOCK
-        if pad:
-            self.buf += bytes(pad)
-        if len(self.buf) >= _FLUSH:
+        self.parts += (hdr, data, _ZEROS[:pad]) if pad else (hdr, data)
+        self.pending += 512 + size + pad
+        if self.pending >= _FLUSH:
             self._flush()
 
     def node(self, dfd: int, name: bytes, path: bytes, st: os.stat_result) -> None:

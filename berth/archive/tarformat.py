@@ -202,15 +202,21 @@ def pax_record(key: bytes, value: bytes) -> bytes:
     return str(n).encode() + payload
 
 
-_HDR_FMT = b"%s%07o\0%07o\0%07o\0%011o\0%011o\0        %s%sustar\x0000" + bytes(64) + b"%s" + bytes(167)
+_MAGIC = b"ustar\x0000"
+_CHK_CONST = 8 * 0x20 + sum(_MAGIC)  # the checksum field counts as spaces
+_Z64 = bytes(64)
+_Z167 = bytes(167)
 _NO_DEV = bytes(16)
 
 
 def raw_header(name: bytes, typ: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
-                linkname: bytes, devmajor: int, devminor: int) -> bytes:
+               linkname: bytes, devmajor: int, devminor: int) -> bytes:
+    """One ustar header block; every value must fit its field."""
+    nums = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode, uid, gid, size, mtime)
     dev = b"%07o\0%07o\0" % (devmajor, devminor) if typ in (CHR, BLK) else _NO_DEV
-    h = _HDR_FMT % (name.ljust(100, b"\0"), mode, uid, gid, size, mtime, typ, linkname.ljust(100, b"\0"), dev)
-    return h[:148] + b"%06o\0 " % sum(h) + h[156:]
+    chk = sum(name) + sum(nums) + typ[0] + sum(linkname) + sum(dev) + _CHK_CONST
+    return b"".join((name.ljust(100, b"\0"), nums, b"%06o\0 " % chk, typ, linkname.ljust(100, b"\0"), _MAGIC,
+                     _Z64, dev, _Z167))
 
 
 _MAX8 = 0o7777777
