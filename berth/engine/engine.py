@@ -23,6 +23,7 @@ from berth.config import Config
 from berth.containers.state import Status
 from berth.containers.store import Container, ContainerStore, new_id, validate_name
 from berth.engine import jsonlog, monclient, specgen, users, views
+from berth.engine.container_ops import ContainerOps
 from berth.engine.events import EventBus
 from berth.engine.forkserver import ForkServerClient
 from berth.engine.image_ops import ImageOps
@@ -73,7 +74,7 @@ _NAMES_RIGHT = (
 )
 
 
-class Engine(ImageOps):
+class Engine(ImageOps, ContainerOps):
     """Containers and images for one data root."""
 
     def __init__(self, cfg: Config) -> None:
@@ -494,6 +495,14 @@ class Engine(ImageOps):
         task = asyncio.get_running_loop().create_task(self._watch_exit(c.id))
         self._watch_tasks[c.id] = task
 
+    def _ensure_watched(self, c: Container) -> None:
+        """A running container always has an exit watcher in the current event loop."""
+        if c.state.status not in (Status.RUNNING, Status.PAUSED):
+            return
+        task = self._watch_tasks.get(c.id)
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            self._watch(c)
+
     async def _watch_exit(self, cid: str) -> None:
         sock = os.path.join(self.state_dir(cid), "monitor.sock")
         rec = None
@@ -596,6 +605,7 @@ class Engine(ImageOps):
         if condition not in WAIT_CONDITIONS:
             raise InvalidArgument(f'invalid condition: "{condition}"')
         c = self.containers.get(id)
+        self._ensure_watched(c)
         fut = asyncio.get_running_loop().create_future()
         running = c.state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
         if condition == "not-running" and not running:

@@ -232,8 +232,9 @@ def test_image_ops_save_load_commit_rmi(engine):
             engine.remove_image(busy_id)
         c2 = engine.create_container(None, {"Image": "committed:1", "AttachStdout": True})["Id"]
         io = _IO()
-        att = asyncio.create_task(engine.attach(c2, io, stdin=False, stdout=True, stderr=True, logs=False,
-                                                stream=True))
+        att = asyncio.create_task(
+            engine.attach(c2, io, stdin=False, stdout=True, stderr=True, logs=False, stream=True)
+        )
         await asyncio.sleep(0.05)
         await engine.start(c2)
         await asyncio.wait_for(att, 20)
@@ -242,5 +243,68 @@ def test_image_ops_save_load_commit_rmi(engine):
         assert bad and "error" in bad[-1]
         pulled = [m async for m in engine.pull("nosuchimage", "latest", None, {})]
         assert "error" in pulled[-1]
+
+    run(go())
+
+
+@pytest.mark.parametrize("engine", ["berth"], indirect=True)
+def test_cp_diff_export_stats_update_prune(engine, tmp_path):
+    import io as _io
+    import tarfile
+
+    async def agen(data: bytes):
+        yield data
+
+    async def go():
+        cid = engine.create_container(
+            "cpbox",
+            {
+                "Image": "busybox",
+                "Cmd": [
+                    "sh",
+                    "-c",
+                    "mkdir /data; echo hi > /data/a; rm /bin/vi; ln -s / /data/escape; sleep 30",
+                ],
+            },
+        )["Id"]
+        await engine.start(cid)
+        for _ in range(100):
+            if any(ch["Path"] == "/data/escape" for ch in engine.container_changes(cid)):
+                break
+            await asyncio.sleep(0.05)
+        changes = {ch["Path"]: ch["Kind"] for ch in engine.container_changes(cid)}
+        assert changes["/data"] == 1 and changes["/data/a"] == 1 and changes["/bin/vi"] == 2
+        info, stream = await engine.archive_get(cid, "/data/a")
+        assert info["name"] == "a" and info["size"] == 3
+        data = b"".join([c async for c in stream])
+        with tarfile.open(fileobj=_io.BytesIO(data)) as tf:
+            assert tf.extractfile("a").read() == b"hi\n"
+        # the symlink to / is resolved inside the container, never on the host
+        st = engine.archive_stat(cid, "/data/escape")
+        assert st["linkTarget"] == "/" and st["mode"] & (1 << 27)
+        buf = _io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            ti = tarfile.TarInfo("put.txt")
+            ti.size = 4
+            tf.addfile(ti, _io.BytesIO(b"put\n"))
+        await engine.archive_put(cid, "/data/escape/tmp", agen(buf.getvalue()))
+        assert not os.path.exists("/tmp/put.txt") or open("/tmp/put.txt").read() != "put\n"
+        info, stream = await engine.archive_get(cid, "/tmp/put.txt")
+        assert info["size"] == 4
+        with pytest.raises(NotFound):
+            engine.archive_stat(cid, "/nope")
+        stats = engine.container_stats(cid)
+        assert stats["memory_stats"]["usage"] > 0 and stats["pids_stats"]["current"] >= 1
+        engine.update_container(cid, {"Memory": 64 * 1024 * 1024, "MemorySwap": -1})
+        assert engine.inspect_container(cid)["HostConfig"]["Memory"] == 64 * 1024 * 1024
+        dead = await engine.wait(cid, "not-running")
+        await engine.kill(cid)
+        await asyncio.wait_for(dead, 10)
+        exported = b"".join([c async for c in engine.export_container(cid)])
+        with tarfile.open(fileobj=_io.BytesIO(exported)) as tf:
+            names = tf.getnames()
+        assert any(n.endswith("data/a") for n in names) and not any(n.endswith("bin/vi") for n in names)
+        pruned = await engine.prune_containers()
+        assert pruned["ContainersDeleted"] == [cid]
 
     run(go())
