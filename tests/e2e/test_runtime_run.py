@@ -227,3 +227,20 @@ def test_user_namespace_with_mappings(open_dir, busybox_rootfs_template, runtime
     assert lines[:4] == ["0", "0 200000 65536", "0 200000 65536", "pid=1"]
     assert lines[4] == "nobody"          # host root owns the rootfs: unmapped inside
     assert int(lines[5]) >= 5            # cgroup namespace: every hierarchy is '/' inside
+
+
+def test_exec_into_user_namespace(open_dir, busybox_rootfs_template, runtime):
+    bundle, spec = make_bundle(open_dir, busybox_rootfs_template, ["sleep", "300"])
+    spec["linux"]["namespaces"].append({"type": "user"})
+    spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+    spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+    write_spec(bundle, spec)
+    cid = runtime.track(new_id())
+    runtime("run", "-d", "-b", bundle, cid, check=True)
+    init = runtime.state(cid)["pid"]
+    with open(f"/proc/{init}/status") as f:
+        assert "Uid:\t300000" in f.read()
+    p = runtime("exec", "--user", "5:5", cid, "sh", "-c", "id -u; cat /proc/self/uid_map; echo $$")
+    assert p.returncode == 0, p.stderr
+    lines = [" ".join(x.split()) for x in p.stdout.splitlines()]
+    assert lines[0] == "5" and lines[1] == "0 300000 65536" and int(lines[2]) > 1
