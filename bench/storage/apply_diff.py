@@ -45,6 +45,7 @@ def make_tree(root: str, files: int, total_bytes: int, seed: int) -> None:
 
 
 def timed(fn) -> float:
+    os.sync()  # writeback of the previous run must not land in this one
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
