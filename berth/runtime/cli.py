@@ -139,7 +139,20 @@ def _print_json(obj, indent: bool = False) -> None:  # noqa: ANN001
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Entry point. Run as a command (argv None) it ends with os._exit after flushing stdio:
+    interpreter finalisation costs several milliseconds and there is nothing left to clean up."""
+    if argv is not None:
+        return _main(argv)
+    code = _main(sys.argv[1:])
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(code)
+
+
+def _main(argv: list[str]) -> int:
     log = Logger()
     try:
         g, rest = parse(argv, GLOBAL)

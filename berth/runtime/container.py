@@ -210,6 +210,7 @@ def create(root: str, cid: str, opts: Options) -> state_mod.Container:
                 "own_pidns": "pid" in ns and not ns["pid"]}
         c = state_mod.Container(root, cid, data)
         c.save()
+        c.mgr = mgr
         if opts.pid_file:
             write_pid_file(opts.pid_file, pid)
         return c
@@ -357,11 +358,12 @@ def delete(c: state_mod.Container, *, force: bool = False) -> None:
     st = c.status()
     if st in ("running", "paused") and not force:
         raise Conflict(f"cannot delete container {c.id} that is not stopped: {st}")
-    mgr = None
-    try:
-        mgr = cgroup_manager(c.spec, c.id, c.data.get("systemd_cgroup", False))
-    except Exception:  # noqa: BLE001 - a record without a usable cgroup can still be removed
-        mgr = None
+    mgr = c.mgr
+    if mgr is None:
+        try:
+            mgr = cgroup_manager(c.spec, c.id, c.data.get("systemd_cgroup", False))
+        except Exception:  # noqa: BLE001 - a record without a usable cgroup can still be removed
+            mgr = None
     if st != "stopped":
         try:
             os.kill(c.pid, 9)
@@ -470,5 +472,5 @@ def run(root: str, cid: str, opts: Options) -> int:
     forward_signals(c.pid)
     code = wait_exit(c.pid)
     if not opts.keep:
-        delete(state_mod.load(root, cid), force=True)
+        delete(c, force=True)
     return code

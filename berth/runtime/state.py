@@ -43,6 +43,7 @@ class Container:
         self.root = root
         self.id = cid
         self.data = data
+        self.mgr = None  # the cgroup manager, when the caller already has one
 
     @property
     def dir(self) -> str:
