@@ -244,3 +244,39 @@ def test_exec_into_user_namespace(open_dir, busybox_rootfs_template, runtime):
     assert p.returncode == 0, p.stderr
     lines = [" ".join(x.split()) for x in p.stdout.splitlines()]
     assert lines[0] == "5" and lines[1] == "0 300000 65536" and int(lines[2]) > 1
+
+
+def test_bind_mounts_devices_sysctl(tmp_path, busybox_rootfs_template, runtime, no_leaked_mounts):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "hello").write_text("from the host\n")
+    single = tmp_path / "single.txt"
+    single.write_text("one file\n")
+    bundle, spec = make_bundle(tmp_path, busybox_rootfs_template, ["sh", "-c", "\n".join([
+        "cat /data/hello /etc/single.txt",
+        "touch /data/x 2>/dev/null && echo data=rw || echo data=ro",
+        "touch /rw/x && echo rw=rw",
+        "grep -E ' /(data|rw|scratch) ' /proc/self/mountinfo | awk '{print $5, $6}'",
+        "stat -c '%F %a %u %t:%T' /dev/mydev",
+        "echo x > /dev/mydev && echo dev=ok",
+        "cat /proc/sys/net/ipv4/ip_forward",
+        "stat -c %a /scratch",
+    ])])
+    spec["mounts"] += [
+        {"destination": "/data", "type": "bind", "source": str(data), "options": ["rbind", "ro", "rprivate"]},
+        {"destination": "/rw", "type": "bind", "source": str(data), "options": ["bind", "nosuid", "noexec"]},
+        {"destination": "/etc/single.txt", "type": "bind", "source": str(single), "options": ["ro", "bind"]},
+        {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["mode=700", "size=1m"]},
+    ]
+    spec["linux"]["devices"] = [{"path": "/dev/mydev", "type": "c", "major": 1, "minor": 3,
+                                 "fileMode": 0o600, "uid": 1000, "gid": 1000}]
+    spec["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    write_spec(bundle, spec)
+    p = runtime("run", "-b", bundle, runtime.track(new_id()))
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[:5] == ["from the host", "one file", "data=ro", "rw=rw", "/data ro,relatime"]
+    assert lines[5] == "/rw rw,nosuid,noexec,relatime"
+    assert lines[6].startswith("/scratch rw")
+    assert lines[7:] == ["character special file 600 1000 1:3", "dev=ok", "1", "700"]
+    assert (data / "x").exists()
