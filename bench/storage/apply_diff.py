@@ -77,20 +77,21 @@ def bench_apply(work: str, rounds: int, files: int, mb: int) -> None:
 def bench_diff(work: str, rounds: int) -> None:
     upper = os.path.join(work, "upper")
     make_tree(upper, 10_000, 60 << 20, 2)
-    tar_t, berth_t = [], []
-    for r in range(rounds):
-        for which in (("tar", "berth") if r % 2 == 0 else ("berth", "tar")):
-            out = os.path.join(work, f"out-{which}.tar")
-            if which == "tar":
-                cmd = ["tar", "-cf", out, "-C", upper, "."]
-                tar_t.append(timed(lambda c=cmd: subprocess.run(c, check=True)))
-            else:
-                def run(o=out) -> None:
-                    with open(o, "wb") as f:
-                        write_diff(upper, f, whiteout_mode="overlay", compression=None)
-                berth_t.append(timed(run))
-            os.unlink(out)
-    report("diff 10000 files, 60 MB (uncompressed)", tar_t, berth_t)
+    for comp, flag in ((None, "-cf"), ("gzip", "-czf")):
+        tar_t, berth_t = [], []
+        for r in range(rounds):
+            for which in (("tar", "berth") if r % 2 == 0 else ("berth", "tar")):
+                out = os.path.join(work, f"out-{which}.tar")
+                if which == "tar":
+                    cmd = ["tar", flag, out, "-C", upper, "."]
+                    tar_t.append(timed(lambda c=cmd: subprocess.run(c, check=True)))
+                else:
+                    def run(o=out, c=comp) -> None:
+                        with open(o, "wb") as f:
+                            write_diff(upper, f, whiteout_mode="overlay", compression=c)
+                    berth_t.append(timed(run))
+                os.unlink(out)
+        report(f"diff 10000 files, 60 MB, {comp or 'uncompressed'} (tar {flag})", tar_t, berth_t)
 
 
 def report(what: str, tar_t: list[float], berth_t: list[float]) -> None:

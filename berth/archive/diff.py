@@ -208,10 +208,10 @@ class _TarWriter:
             mtime = self.sde
         if xattrs or len(path) > 100 or not path.isascii() or st.st_uid > 0o7777777 or st.st_gid > 0o7777777:
             hdr = tf.build_header(path, tf.REG, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid,
-                                        gid=st.st_gid, size=size, mtime=mtime, xattrs=xattrs)
+                                  gid=st.st_gid, size=size, mtime=mtime, xattrs=xattrs)
         else:
             hdr = tf.raw_header(path, tf.REG, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, size,
-                                      mtime, b"", 0, 0)
+                                mtime, b"", 0, 0)
         pad = -size % tf.BLOCK
         self.parts += (hdr, data, _ZEROS[:pad]) if pad else (hdr, data)
         self.pending += 512 + size + pad
