@@ -18,6 +18,10 @@ class Config:
     runtime: str = "berth"  # "berth" (in-process berth runtime) or the path of a runc-compatible binary
     runtime_root: str = "/run/berth-runtime"
     cgroup_parent: str = "berth"
+    networking: bool = True
+    bridge: str = "berth0"  # the default bridge network's Linux bridge
+    nft_table: str = "berth"  # berth's own nftables table (never touches others)
+    default_subnet: str = ""  # "" = 172.17.0.0/16 unless routed, else the next free pool subnet
     log_level: str = "info"
     hosts: list[str] = field(default_factory=list)
     tls: bool = False

@@ -28,6 +28,7 @@ from berth.engine.events import EventBus
 from berth.engine.forkserver import ForkServerClient
 from berth.engine.image_ops import ImageOps
 from berth.engine.monitor import Job
+from berth.engine.network_ops import NetworkOps
 from berth.errors import BerthError, Conflict, InvalidArgument, NotFound, NotModified
 from berth.sys import linux
 
@@ -74,7 +75,7 @@ _NAMES_RIGHT = (
 )
 
 
-class Engine(ImageOps, ContainerOps):
+class Engine(ImageOps, ContainerOps, NetworkOps):
     """Containers and images for one data root."""
 
     def __init__(self, cfg: Config) -> None:
@@ -110,6 +111,7 @@ class Engine(ImageOps, ContainerOps):
         self._restart_tasks: dict[str, asyncio.Task] = {}
         self._execs: dict[str, dict] = {}
         self.started_at = time.time()
+        self._open_network()
 
     # ------------------------------------------------------------------ paths & helpers
     def state_dir(self, cid: str) -> str:
@@ -284,8 +286,16 @@ class Engine(ImageOps, ContainerOps):
         chain = self.images.unpack(img.id)
         key = f"container-{cid}"
         self.snapshotter.prepare(key, chain)
+        eps = (config.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
         c = Container(
-            id=cid, name=name, image_id=img.id, image_name=ref, config=cfg, host_config=host, snapshot_key=key
+            id=cid,
+            name=name,
+            image_id=img.id,
+            image_name=ref,
+            config=cfg,
+            host_config=host,
+            snapshot_key=key,
+            extra={"endpoints_config": eps} if eps else {},
         )
         try:
             self.containers.add(c)
@@ -299,7 +309,12 @@ class Engine(ImageOps, ContainerOps):
     def _check_host_config(self, host: dict) -> None:
         net = host.get("NetworkMode") or "default"
         if net not in ("default", "bridge", "none", "host") and not net.startswith("container:"):
-            raise NotFound(f"network {net} not found")
+            try:
+                if self.net is None:
+                    raise NotFound(net)
+                self.net.get(net)
+            except NotFound:
+                raise NotFound(f"network {net} not found") from None
         rp = (host.get("RestartPolicy") or {}).get("Name") or "no"
         if rp not in ("no", "always", "unless-stopped", "on-failure", ""):
             raise InvalidArgument(f"invalid restart policy '{rp}'")
@@ -406,7 +421,9 @@ class Engine(ImageOps, ContainerOps):
                 host[key] = "container:" + ns_paths[key]
         rootfs = await asyncio.to_thread(self._mount_rootfs, c)
         try:
-            etc = self._write_etc(c)
+            netns, etc = await asyncio.to_thread(self._setup_network, c)
+            if etc is None:
+                etc = self._write_etc(c)
             user = users.resolve(rootfs, c.config.get("User") or "")
             from berth.runtime.cgroups import detect
 
@@ -419,13 +436,13 @@ class Engine(ImageOps, ContainerOps):
                 user=user,
                 etc_files=etc,
                 cgroups_path=f"/{self.cfg.cgroup_parent}/{c.id}",
-                netns_path=ns_paths.get("NetworkMode"),
+                netns_path=ns_paths.get("NetworkMode") or netns,
                 cgroupns=v2,
             )
             bundle = os.path.dirname(rootfs)
             _atomic_write(os.path.join(bundle, "config.json"), json.dumps(spec))
         except BaseException:
-            await asyncio.to_thread(self._unmount_rootfs, c)
+            await asyncio.to_thread(self._stop_cleanup, c)
             raise
         lc = views.normalize_host_config(c.host_config)["LogConfig"]
         opts = lc.get("Config") or {}
@@ -446,7 +463,7 @@ class Engine(ImageOps, ContainerOps):
         )
         report = await self.forkserver.spawn(asdict(job))
         if not report.get("ok"):
-            await asyncio.to_thread(self._unmount_rootfs, c)
+            await asyncio.to_thread(self._stop_cleanup, c)
             self._start_failed(c, report.get("error") or "unknown error")
         started = self._started.pop(c.id, None)
         if started is not None:  # attach sessions that wait for the monitor connect now
@@ -460,7 +477,7 @@ class Engine(ImageOps, ContainerOps):
         started_at = time.time()
         reply = await monclient.request(sock, {"op": "start"})
         if not reply.get("ok"):
-            await asyncio.to_thread(self._unmount_rootfs, c)
+            await asyncio.to_thread(self._stop_cleanup, c)
             self._start_failed(c, reply.get("error") or "unknown error")
         pid = int(report["pid"])
         c.state.status = Status.RUNNING
@@ -473,6 +490,11 @@ class Engine(ImageOps, ContainerOps):
         self.containers.save_state(c)
         self._emit("start", c)
         self._watch(c)
+
+    def _stop_cleanup(self, c: Container) -> None:
+        """Undo what start set up on the host: network endpoints, netns, rootfs mount."""
+        self._release_network(c)
+        self._unmount_rootfs(c)
 
     def _start_failed(self, c: Container, err: str) -> None:
         low = err.lower()
@@ -532,8 +554,8 @@ class Engine(ImageOps, ContainerOps):
         c.state.finished_at = float(rec.get("finished_at") or time.time())
         c.state.oom_killed = bool(rec.get("oom_killed"))
         c.state.pid = 0
+        await asyncio.to_thread(self._stop_cleanup, c)
         self.containers.save_state(c)
-        await asyncio.to_thread(self._unmount_rootfs, c)
         if c.state.oom_killed:
             self._emit("oom", c)
         self._emit("die", c, {"exitCode": str(c.state.exit_code)})
@@ -714,7 +736,7 @@ class Engine(ImageOps, ContainerOps):
         self._locks.pop(c.id, None)
 
     def _cleanup_container(self, c: Container) -> None:
-        self._unmount_rootfs(c)
+        self._stop_cleanup(c)
         try:
             self.snapshotter.remove(c.snapshot_key)
         except NotFound:
@@ -1135,6 +1157,9 @@ class Engine(ImageOps, ContainerOps):
         """Re-adopt containers after a daemon (re)start; record exits that happened meanwhile."""
         from berth.images.unpack import cleanup_extractions
 
+        if self.net is not None:
+            await asyncio.to_thread(self.net.restore)
+
         try:
             cleanup_extractions(self.snapshotter)
         except Exception as e:  # noqa: BLE001
@@ -1178,6 +1203,11 @@ class Engine(ImageOps, ContainerOps):
         for t in list(self._watch_tasks.values()) + list(self._restart_tasks.values()):
             t.cancel()
         self.forkserver.close()
+        if self.net is not None:
+            running = any(c.state.status in (Status.RUNNING, Status.PAUSED) for c in self.containers.all())
+            # with containers still running, their rules and DNS stay (live restore)
+            await asyncio.to_thread(self.net.close if running else self.net.teardown)
+
 
 def _log_item(r: jsonlog.LogRecord, stdout: bool, stderr: bool, timestamps: bool) -> tuple[int, bytes] | None:
     stream = 2 if r.stream == "stderr" else 1

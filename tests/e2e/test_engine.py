@@ -43,6 +43,8 @@ def engine(request, tmp_path):
 
     tag = uuid.uuid4().hex[:8]
     cfg = Config(
+        bridge=f"bt{tag}",
+        nft_table=f"berth_t{tag}",
         data_root=str(tmp_path / "data"),
         exec_root=str(tmp_path / "exec"),
         runtime=request.param,
@@ -51,6 +53,7 @@ def engine(request, tmp_path):
         socket=str(tmp_path / "s.sock"),
     )
     eng = Engine(cfg)
+    asyncio.run(eng.restore())
     busybox_image(eng.images)
     yield eng
 
@@ -61,6 +64,8 @@ def engine(request, tmp_path):
             except Exception:  # noqa: BLE001
                 pass
         await eng.shutdown()
+        if eng.net is not None:
+            eng.net.teardown(remove_bridges=True)
 
     asyncio.run(cleanup())
     for base in ("/sys/fs/cgroup/" + d for d in os.listdir("/sys/fs/cgroup")):
@@ -306,5 +311,94 @@ def test_cp_diff_export_stats_update_prune(engine, tmp_path):
         assert any(n.endswith("data/a") for n in names) and not any(n.endswith("bin/vi") for n in names)
         pruned = await engine.prune_containers()
         assert pruned["ContainersDeleted"] == [cid]
+
+    run(go())
+
+
+@pytest.mark.parametrize("engine", ["berth"], indirect=True)
+def test_bridge_networking_ports_and_names(engine):
+    import socket
+    import urllib.request
+
+    def free_port() -> int:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        return port
+
+    async def go():
+        port = free_port()
+        web = engine.create_container(
+            "web",
+            {
+                "Image": "busybox",
+                "ExposedPorts": {"80/tcp": {}},
+                "Cmd": [
+                    "sh",
+                    "-c",
+                    "mkdir /www; echo hello-from-web > /www/index.html; httpd -f -p 80 -h /www",
+                ],
+                "HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}},
+            },
+        )["Id"]
+        await engine.start(web)
+        info = engine.inspect_container(web)
+        ip = info["NetworkSettings"]["IPAddress"]
+        assert ip and info["NetworkSettings"]["Ports"]["80/tcp"] == [
+            {"HostIp": "127.0.0.1", "HostPort": str(port)}
+        ]
+        body = b""
+        for _ in range(50):
+            try:
+                body = await asyncio.to_thread(
+                    lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+                )
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        assert body == b"hello-from-web\n"
+        # a user network: containers reach each other by name
+        engine.create_network({"Name": "appnet"})
+        srv = engine.create_container(
+            "srv",
+            {
+                "Image": "busybox",
+                "Cmd": ["sh", "-c", "mkdir /w; echo by-name > /w/index.html; httpd -f -p 8080 -h /w"],
+                "HostConfig": {"NetworkMode": "appnet"},
+            },
+        )["Id"]
+        await engine.start(srv)
+        cli = engine.create_container(
+            "cli",
+            {
+                "Image": "busybox",
+                "Cmd": [
+                    "sh",
+                    "-c",
+                    "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://srv:8080/ && exit 0;"
+                    " sleep 0.2; done; exit 1",
+                ],
+                "HostConfig": {"NetworkMode": "appnet"},
+            },
+        )["Id"]
+        io = _IO()
+        att = asyncio.create_task(
+            engine.attach(cli, io, stdin=False, stdout=True, stderr=True, logs=False, stream=True)
+        )
+        done = await engine.wait(cli, "next-exit")
+        await asyncio.sleep(0.05)
+        await engine.start(cli)
+        res = await asyncio.wait_for(done, 30)
+        await asyncio.wait_for(att, 10)
+        assert res["StatusCode"] == 0, io.out
+        assert io.out[1] == b"by-name\n"
+        assert "appnet" in engine.inspect_container("srv")["NetworkSettings"]["Networks"]
+        with pytest.raises(Conflict):
+            engine.remove_network("appnet")
+        for c in ("web", "srv", "cli"):
+            await engine.remove(c, force=True)
+        engine.remove_network("appnet")
+        assert engine.net.endpoints() == []
 
     run(go())
