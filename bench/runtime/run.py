@@ -73,7 +73,8 @@ def main() -> int:
         for d in ("berth", "runc"):
             for cid in os.listdir(os.path.join(tmp, d)) if os.path.isdir(os.path.join(tmp, d)) else []:
                 if not cid.startswith("."):
-                    subprocess.run(["runc" if d == "runc" else rt, "--root", f"{tmp}/{d}", "delete", "-f", cid])
+                    exe = "runc" if d == "runc" else rt
+                    subprocess.run([exe, "--root", f"{tmp}/{d}", "delete", "-f", cid])
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
