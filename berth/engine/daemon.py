@@ -23,6 +23,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--runtime", default=None, help='"berth" or the path of a runc-compatible runtime')
     p.add_argument("--runtime-root", default=None)
     p.add_argument("--cgroup-parent", default=None)
+    p.add_argument("-b", "--bridge", default=None, help="Linux bridge of the default network (berth0)")
+    p.add_argument("--nft-table", default=None, help="berth's nftables table (berth)")
+    p.add_argument("--default-subnet", default=None, help="subnet of the default bridge network")
+    p.add_argument("--no-network", action="store_true", help="no bridge networking (none/host only)")
     p.add_argument("--tls", action="store_true", default=None)
     p.add_argument("--tlsverify", action="store_true", default=None)
     p.add_argument("--tlscacert", default=None)
@@ -44,6 +48,8 @@ async def serve(args: argparse.Namespace) -> int:
     cfg = Config.load(args.config_file, data_root=args.data_root, exec_root=args.exec_root,
                       storage_driver=args.storage_driver, runtime=args.runtime,
                       runtime_root=args.runtime_root, cgroup_parent=args.cgroup_parent,
+                      bridge=args.bridge, nft_table=args.nft_table, default_subnet=args.default_subnet,
+                      networking=False if args.no_network else None,
                       tls=args.tls, tlsverify=args.tlsverify, tlscacert=args.tlscacert,
                       tlscert=args.tlscert, tlskey=args.tlskey)
     hosts = args.host or cfg.hosts or [f"unix://{cfg.socket}"]
