@@ -598,11 +598,22 @@ class _Applier:
                 os.mknod(target, stat.S_IFCHR | 0o600, 0, dir_fd=pfd)
             self.whiteouts.add(path)
             return
-        if path in self.created:
-            return  # whiteouts only apply to lower layers (OCI image spec)
         pfd = self._dir_fd(dir_parts, False)
-        if pfd is not None:
-            self._remove(pfd, target, path)
+        if pfd is None:
+            return
+        if path in self.created:
+            # whiteouts only apply to lower layers (OCI image spec): the entry stays, and a
+            # directory loses what the lower layers had in it (as overlay mode makes it opaque)
+            try:
+                sub = os.open(target, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=pfd)
+            except OSError:
+                return
+            try:
+                self._prune(sub, path)
+            finally:
+                os.close(sub)
+            return
+        self._remove(pfd, target, path)
 
     def _opaque(self, dir_parts: list[bytes]) -> None:
         path = b"/".join(dir_parts)

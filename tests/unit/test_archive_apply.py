@@ -241,6 +241,11 @@ def test_whiteout_and_same_name_in_one_layer_delete_mode(root):
     apply_bytes(tar(member("var/.wh.cache"), member("var/cache/", tf.DIR), member("var/cache/x", data=b"x")),
                 root)
     assert os.listdir(root / "var/cache") == ["x"]
+    # the other order gives the same result
+    (root / "var/cache/lower").write_bytes(b"l")
+    apply_bytes(tar(member("var/cache/", tf.DIR), member("var/cache/y", data=b"y"), member("var/.wh.cache")),
+                root)
+    assert sorted(os.listdir(root / "var/cache")) == ["y"]
 
 
 def test_malformed_whiteouts_are_refused(root):
