@@ -33,11 +33,16 @@ VERBS: dict[str, dict[str, str]] = {
     "ps": {"format": "s", "f": "s"},
     "events": {"stats": "b", "interval": "s"},
     "spec": {"bundle": "s", "b": "s", "rootless": "b"},
+    "update": {"resources": "s", "r": "s", "blkio-weight": "s", "cpu-period": "s", "cpu-quota": "s",
+               "cpu-share": "s", "cpu-rt-period": "s", "cpu-rt-runtime": "s", "cpuset-cpus": "s",
+               "cpuset-mems": "s", "memory": "s", "memory-reservation": "s", "memory-swap": "s",
+               "pids-limit": "s", "kernel-memory": "s"},
     "features": {},
 }
-ALIASES = {"b": "bundle", "d": "detach", "a": "all", "f": "force", "p": "process", "t": "tty",
-           "e": "env", "u": "user", "c": "cap", "g": "additional-gids", "q": "quiet", "h": "help",
-           "v": "version", "ls": "list"}
+ALIASES = {"r": "resources", "b": "bundle", "d": "detach", "a": "all", "f": "force", "p": "process",
+           "t": "tty", "e": "env", "u": "user", "c": "cap", "g": "additional-gids", "q": "quiet",
+           "h": "help", "v": "version", "ls": "list"}
+VERB_ALIASES = {"list": dict(ALIASES, f="format"), "ps": dict(ALIASES, f="format")}
 STOP_AT_FIRST_ARG = ("exec", "ps")
 
 
@@ -45,7 +50,8 @@ class UsageError(Exception):
     pass
 
 
-def parse(argv: list[str], table: dict[str, str], *, stop_at_arg: bool = False) -> tuple[dict, list[str]]:
+def parse(argv: list[str], table: dict[str, str], *, stop_at_arg: bool = False,
+          aliases: dict[str, str] = ALIASES) -> tuple[dict, list[str]]:
     """Parse Go-style flags from argv by table {name: 's'|'b'|'m'}; returns (flags, positional)."""
     flags: dict = {}
     pos: list[str] = []
@@ -60,7 +66,7 @@ def parse(argv: list[str], table: dict[str, str], *, stop_at_arg: bool = False) 
             kind = table.get(name)
             if kind is None:
                 raise UsageError(f"flag provided but not defined: {a}")
-            name = ALIASES.get(name, name)
+            name = aliases.get(name, name)
             if kind == "b":
                 flags[name] = (val.lower() in ("1", "true", "t")) if eq else True
             else:
@@ -168,7 +174,8 @@ def _main(argv: list[str]) -> int:
         verb = ALIASES.get(rest[0], rest[0])
         if verb not in VERBS:
             raise UsageError(f"no such command: {rest[0]}")
-        f, pos = parse(rest[1:], VERBS[verb], stop_at_arg=verb in STOP_AT_FIRST_ARG)
+        f, pos = parse(rest[1:], VERBS[verb], stop_at_arg=verb in STOP_AT_FIRST_ARG,
+                       aliases=VERB_ALIASES.get(verb, ALIASES))
         if f.get("help"):
             return 0
         return _dispatch(verb, f, pos, g)
@@ -261,6 +268,8 @@ def _dispatch(verb: str, f: dict, pos: list[str], g: dict) -> int:
         return _exec(root, f, pos)
     if verb == "spec":
         return _spec(f)
+    if verb == "update":
+        return _update(root, f, pos)
     if verb == "features":
         _print_json(features(), indent=True)
         return 0
@@ -378,6 +387,75 @@ def _exec(root: str, f: dict, pos: list[str]) -> int:
                               console_socket=f.get("console-socket", ""),
                               preserve_fds=int(f.get("preserve-fds", 0)),
                               ignore_paused=f.get("ignore-paused", False))
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+# flag -> (section, key, kind)
+_UPDATE_FLAGS = {
+    "blkio-weight": ("blockIO", "weight", "int"), "cpu-period": ("cpu", "period", "int"),
+    "cpu-quota": ("cpu", "quota", "int"), "cpu-share": ("cpu", "shares", "int"),
+    "cpu-rt-period": ("cpu", "realtimePeriod", "int"), "cpu-rt-runtime": ("cpu", "realtimeRuntime", "int"),
+    "cpuset-cpus": ("cpu", "cpus", "str"), "cpuset-mems": ("cpu", "mems", "str"),
+    "memory": ("memory", "limit", "size"), "memory-reservation": ("memory", "reservation", "size"),
+    "memory-swap": ("memory", "swap", "size"), "kernel-memory": ("memory", "kernel", "size"),
+    "pids-limit": ("pids", "limit", "int"),
+}
+
+
+def parse_size(text: str) -> int:
+    """'512m', '1g', '1024', '-1' -> bytes (binary units, as runc's RAMInBytes)."""
+    t = text.strip().lower()
+    if t == "-1":
+        return -1
+    num = t.rstrip("bkmgti")
+    unit = t[len(num):].rstrip("ib")[:1] if t[len(num):] not in ("b", "") else ""
+    if not num.replace(".", "", 1).isdigit() or unit not in _SIZE_UNITS:
+        raise UsageError(f"invalid size {text!r}")
+    return int(float(num) * _SIZE_UNITS[unit])
+
+
+def _update(root: str, f: dict, pos: list[str]) -> int:
+    from berth.runtime import container, state
+
+    c = state.load(root, _one_id(pos, "update"))
+    if c.status() == "stopped":
+        from berth.errors import Conflict
+
+        raise Conflict("container not running")
+    res: dict = {}
+    if f.get("resources"):
+        from berth.errors import InvalidArgument
+        from berth.runtime import fastjson
+
+        try:
+            if f["resources"] == "-":
+                data = sys.stdin.buffer.read()
+            else:
+                with open(f["resources"], "rb") as fh:
+                    data = fh.read()
+            res = fastjson.loads(data)
+        except (OSError, ValueError) as e:
+            raise InvalidArgument(f"--resources {f['resources']}: {e}") from None
+        if not isinstance(res, dict):
+            raise InvalidArgument("--resources: must be a JSON object (linux.resources)")
+    for flag, (section, key, kind) in _UPDATE_FLAGS.items():
+        if flag in f:
+            v = f[flag]
+            try:
+                val = parse_size(v) if kind == "size" else int(v) if kind == "int" else v
+            except ValueError:
+                raise UsageError(f"--{flag}: invalid value {v!r}") from None
+            res.setdefault(section, {})[key] = val
+    mgr = container.cgroup_manager(c.spec, c.id, c.data.get("systemd_cgroup", False))
+    (getattr(mgr, "update", None) or mgr.apply)(res)
+    lres = c.spec.setdefault("linux", {}).setdefault("resources", {})
+    for section, vals in res.items():
+        if isinstance(vals, dict) and isinstance(lres.get(section), dict):
+            lres[section].update(vals)
+        else:
+            lres[section] = vals
+    c.save()
+    return 0
 
 
 def _spec(f: dict) -> int:

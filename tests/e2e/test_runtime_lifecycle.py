@@ -294,3 +294,17 @@ def test_waiting_init_is_not_reachable_from_the_container(tmp_path, busybox_root
     assert lines.count("denied") == 3, p.stdout
     assert "python" not in p.stdout
     assert lines[-1].split() == ["0", "1", "2", "3"]
+
+
+def test_update_resources(tmp_path, busybox_rootfs_template, runtime):
+    bundle, _ = make_bundle(tmp_path, busybox_rootfs_template, ["sleep", "300"])
+    cid = runtime.track(new_id())
+    runtime("run", "-d", "-b", bundle, cid, check=True)
+    runtime("update", "--memory", "64m", "--pids-limit", "33", cid, check=True)
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps({"cpu": {"shares": 512}}))
+    runtime("update", "-r", str(res), cid, check=True)
+    p = runtime("exec", cid, "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+                " /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.shares")
+    assert p.stdout.split() == [str(64 << 20), "33", "512"], p.stderr
+    assert runtime("update", "--memory", "lots", cid).returncode == 2

@@ -208,3 +208,27 @@ def test_exec_process_overrides():
     assert c.spec["process"]["args"] == ["init"]   # the record is not modified
     with pytest.raises(InvalidArgument):
         build_process(c, ["ls"], user="bob")
+
+
+def test_short_flags_per_verb():
+    from berth.runtime.cli import VERB_ALIASES
+
+    f, _ = parse(["-f", "json"], VERBS["list"], aliases=VERB_ALIASES["list"])
+    assert f == {"format": "json"}
+    f, _ = parse(["-f", "c1"], VERBS["delete"])
+    assert f == {"force": True}
+
+
+@pytest.mark.parametrize("text,value", [("512m", 512 << 20), ("1g", 1 << 30), ("1024", 1024), ("-1", -1),
+                                        ("100MB", 100 << 20), ("1GiB", 1 << 30)])
+def test_parse_size(text, value):
+    from berth.runtime.cli import parse_size
+
+    assert parse_size(text) == value
+
+
+def test_parse_size_rejects():
+    from berth.runtime.cli import parse_size
+
+    with pytest.raises(UsageError):
+        parse_size("lots")
