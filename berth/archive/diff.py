@@ -206,12 +206,12 @@ class _TarWriter:
         mtime = st.st_mtime_ns // 1_000_000_000
         if self.sde is not None and mtime > self.sde:
             mtime = self.sde
-        if xattrs or len(path) > 100 or not path.isascii() or st.st_uid > 0o7777777 or st.st_gid > 0o7777777:
-            hdr = tf.build_header(path, tf.REG, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid,
-                                  gid=st.st_gid, size=size, mtime=mtime, xattrs=xattrs)
+        uid, gid = st.st_uid, st.st_gid
+        if xattrs or len(path) > 100 or uid > 0o7777777 or gid > 0o7777777 or not path.isascii():
+            hdr = tf.build_header(path, tf.REG, mode=st.st_mode & 0o7777, uid=uid, gid=gid, size=size,
+                                  mtime=mtime, xattrs=xattrs)
         else:
-            hdr = tf.raw_header(path, tf.REG, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, size,
-                                mtime, b"", 0, 0)
+            hdr = tf.raw_header(path, tf.REG, st.st_mode & 0o7777, uid, gid, size, mtime, b"", 0, 0)
         pad = -size % tf.BLOCK
         self.parts += (hdr, data, _ZEROS[:pad]) if pad else (hdr, data)
         self.pending += 512 + size + pad
@@ -285,10 +285,14 @@ def _names(dfd: int) -> list[bytes]:
 
 
 def _walk_tree(w: _TarWriter, dfd: int, rel: bytes, overlay: bool) -> None:
+    lstat = os.stat
+    small_file = w.small_file
     for name in _names(dfd):
         path = rel + name
-        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
+        st = lstat(name, dir_fd=dfd, follow_symlinks=False)
+        if st.st_nlink == 1 and st.st_size <= _SMALL and stat.S_ISREG(st.st_mode):
+            small_file(dfd, name, path, st)
+        elif stat.S_ISDIR(st.st_mode):
             sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
             try:
                 raw = _raw_xattrs(sub)

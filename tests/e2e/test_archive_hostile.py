@@ -445,3 +445,17 @@ def test_b5_7_extended_header_chains_are_bounded(arena):
 
     with pytest.raises(InvalidArgument, match="extended headers in a row"):
         apply_layer(stream(gen()), str(root))
+
+
+def test_b5_3_hardlink_to_a_directory_is_refused(arena):
+    root, _ = arena
+    with pytest.raises(InvalidArgument, match="'h'.*directory"):
+        apply_bytes(tar(member("d/", tf.DIR), member("h", tf.LNK, linkname="d")), root)
+
+
+def test_b5_1_nul_bytes_in_names_are_refused(arena):
+    root, _ = arena
+    with pytest.raises(InvalidArgument, match="NUL"):
+        apply_bytes(tar(pax_member({b"path": b"a\0../../victim/x"}, b"p")), root)
+    with pytest.raises(InvalidArgument, match="symlink target"):
+        apply_bytes(tar(pax_member({b"linkpath": b"x\0y"}, b"s", tf.SYM)), root)
