@@ -1,0 +1,13 @@
+"""Route tables per resource; ``default_router()`` assembles them."""
+
+from __future__ import annotations
+
+from berth.api.router import Router
+
+
+def default_router() -> Router:
+    from berth.api.routes import containers, exec, images, system
+    r = Router()
+    for mod in (system, containers, exec, images):
+        mod.register(r)
+    return r

@@ -1,0 +1,72 @@
+"""System routes: _ping, version, info, events."""
+
+from __future__ import annotations
+
+import time
+
+from berth.api.http import Request, Response, json_response
+from berth.api.router import Router
+from berth.errors import InvalidArgument
+
+_PING_HEADERS = [("Cache-Control", "no-cache, no-store, must-revalidate"), ("Pragma", "no-cache"),
+                 ("Builder-Version", "1"), ("Swarm", "inactive")]
+
+
+async def ping(req: Request, engine) -> Response:
+    """HEAD → 200 with Content-Length 0; GET → "OK"; 500 when the engine says it cannot serve."""
+    status, body = 200, b"OK"
+    try:
+        engine.ping()
+    except Exception as e:  # noqa: BLE001 - any engine failure is a 500 ping
+        status, body = 500, str(e).encode() or b"engine unavailable"
+    if req.method == "HEAD":
+        body = b""
+    return Response(status, body, headers=list(_PING_HEADERS) + [("Content-Length", str(len(body)))],
+                    content_type="text/plain; charset=utf-8")
+
+
+async def version(req: Request, engine) -> Response:
+    return json_response(engine.version())
+
+
+async def info(req: Request, engine) -> Response:
+    return json_response(engine.info())
+
+
+def _time_arg(value: str | None, name: str) -> float | None:
+    """since/until: unix seconds with an optional fraction (moby also accepts RFC 3339 here)."""
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    from datetime import datetime
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise InvalidArgument(f"invalid {name} value {value!r}") from None
+
+
+async def events(req: Request, engine) -> None:
+    since = _time_arg(req.q("since"), "since")
+    until = _time_arg(req.q("until"), "until")
+    if since is not None and until is not None and until < since:
+        raise InvalidArgument("`since` time must be before `until`")
+    filters = req.filters()
+    out = await req.start_stream()
+    async for ev in engine.events(since, until, filters):
+        await out.send_json(ev)
+        if until is not None and ev.get("time", 0) > until:
+            break
+        if until is not None and time.time() >= until:
+            break
+    await out.end()
+
+
+def register(r: Router) -> None:
+    r.add("GET", "/_ping", ping)
+    r.add("HEAD", "/_ping", ping)
+    r.add("GET", "/version", version)
+    r.add("GET", "/info", info)
+    r.add("GET", "/events", events)
