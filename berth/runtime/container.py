@@ -32,7 +32,7 @@ class Options:
 
     def __init__(self, *, bundle: str = ".", pid_file: str = "", console_socket: str = "",
                  preserve_fds: int = 0, no_pivot: bool = False, systemd: bool = False,
-                 detach: bool = False, keep: bool = False) -> None:
+                 detach: bool = False, keep: bool = False, foreground: bool = False) -> None:
         self.bundle = os.path.abspath(bundle)
         self.pid_file = pid_file
         self.console_socket = console_socket
@@ -41,6 +41,8 @@ class Options:
         self.systemd = systemd
         self.detach = detach
         self.keep = keep
+        self.foreground = foreground  # run -t without --console-socket: we hold the pty master
+        self.master = -1
 
 
 def write_pid_file(path: str, pid: int) -> None:
@@ -114,7 +116,7 @@ def create(root: str, cid: str, opts: Options) -> state_mod.Container:
         if res_mod is not None and hasattr(res_mod, "validate"):
             res_mod.validate(lcfg["resources"])
     proc = spec["process"]
-    if proc.get("terminal") and not opts.console_socket:
+    if proc.get("terminal") and not opts.console_socket and not opts.foreground:
         raise InvalidArgument("process.terminal is set: --console-socket is required")
     mgr = cgroup_manager(spec, cid, opts.systemd)  # InvalidArgument for --systemd-cgroup here
     ns = config.namespaces(spec)
@@ -130,7 +132,12 @@ def create(root: str, cid: str, opts: Options) -> state_mod.Container:
         os.chmod(fifo, 0o622)  # not reduced by the umask: init may run as another (host) uid
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         fds.append(fifo_fd)
-        console_fd = -1
+        console_fd = ours = -1
+        if proc.get("terminal") and not opts.console_socket:
+            from berth.runtime import tty
+
+            ours, console_fd = tty.socketpair()
+            fds += [ours, console_fd]
         if opts.console_socket:
             from berth.runtime import tty
 
@@ -196,6 +203,8 @@ def create(root: str, cid: str, opts: Options) -> state_mod.Container:
                 hooks.run(hk.get("createRuntime") or [], st, "createRuntime")
                 pchan.send(f"ok {pid}")
             elif word == "ready":
+                if ours >= 0:
+                    opts.master = tty.recv_fd(ours)
                 break
             else:
                 if word == "error":
@@ -461,7 +470,9 @@ def run(root: str, cid: str, opts: Options) -> int:
 
     if not opts.detach:
         linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    opts.foreground = not opts.detach
     c = create(root, cid, opts)
+    master = opts.master
     try:
         start(c)
     except BaseException:
@@ -470,6 +481,11 @@ def run(root: str, cid: str, opts: Options) -> int:
     if opts.detach:
         return 0
     forward_signals(c.pid)
+    if master >= 0:
+        from berth.runtime import tty
+
+        tty.proxy(master)
+        os.close(master)
     code = wait_exit(c.pid)
     if not opts.keep:
         delete(c, force=True)

@@ -64,10 +64,11 @@ def exec_(c: state_mod.Container, proc: dict, *, detach: bool = False, pid_file:
         raise Conflict("cannot exec in a stopped container")
     if st == "paused" and not ignore_paused:
         raise Conflict("cannot exec in a paused container")
-    if proc.get("terminal") and not console_socket:
+    foreground_tty = bool(proc.get("terminal")) and not console_socket
+    if foreground_tty and detach:
         from berth.errors import InvalidArgument
 
-        raise InvalidArgument("--tty needs --console-socket")
+        raise InvalidArgument("--tty with --detach needs --console-socket")
     spec = c.spec
     ns_types = [n["type"] for n in (spec.get("linux") or {}).get("namespaces") or []]
     fds: dict[str, int] = {}
@@ -81,7 +82,12 @@ def exec_(c: state_mod.Container, proc: dict, *, detach: bool = False, pid_file:
         if not c.alive():
             raise Conflict("cannot exec in a stopped container")
         mgr = container.cgroup_manager(spec, c.id, c.data.get("systemd_cgroup", False))
-        console_fd = -1
+        console_fd = ours = master = -1
+        if foreground_tty:
+            from berth.runtime import tty
+
+            ours, console_fd = tty.socketpair()
+            opened += [ours, console_fd]
         if console_socket:
             from berth.runtime import tty
 
@@ -111,6 +117,8 @@ def exec_(c: state_mod.Container, proc: dict, *, detach: bool = False, pid_file:
             mgr.add(pid)
             pchan.send("go")
             msg = pchan.recv()
+            if not msg and ours >= 0:
+                master = tty.recv_fd(ours)
         except BaseException:
             os.kill(pid, 9)
             os.waitpid(pid, 0)
@@ -130,6 +138,9 @@ def exec_(c: state_mod.Container, proc: dict, *, detach: bool = False, pid_file:
     if detach:
         return 0
     container.forward_signals(pid)
+    if master >= 0:
+        tty.proxy(master)
+        os.close(master)
     return container.wait_exit(pid)
 
 

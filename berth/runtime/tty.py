@@ -71,3 +71,69 @@ def setup(sock_fd: int, size: dict | None, *, mount_console: bool = True) -> Non
     os.close(master)
     os.close(sock_fd)
     become_console(slave)
+
+
+def socketpair() -> tuple[int, int]:
+    """(ours, theirs): a connected unix stream pair standing in for conmon's console socket."""
+    import _socket
+
+    a, b = _socket.socketpair(1, 1)
+    return a.detach(), b.detach()
+
+
+def recv_fd(sock_fd: int) -> int:
+    """Receive one fd sent with SCM_RIGHTS on sock_fd."""
+    import _socket
+
+    s = _socket.socket(1, 1, 0, sock_fd)
+    try:
+        _, anc, _, _ = s.recvmsg(256, _socket.CMSG_SPACE(4))
+    finally:
+        s.detach()
+    for level, kind, data in anc:
+        if level == SOL_SOCKET and kind == SCM_RIGHTS and len(data) >= 4:
+            return struct.unpack("i", data[:4])[0]
+    raise OSError(5, "no pty master received on the console socket")
+
+
+def proxy(master: int) -> None:
+    """Foreground terminal (runc run/exec -t without --console-socket): our stdin to the pty,
+    the pty to our stdout, until the container side closes; the caller's tty is raw meanwhile."""
+    import fcntl
+    import select
+
+    TIOCGWINSZ = 0x5413
+    saved = None
+    try:
+        if os.isatty(0):
+            import termios
+            import tty as stdtty
+
+            saved = termios.tcgetattr(0)
+            stdtty.setraw(0)
+            fcntl.ioctl(master, TIOCSWINSZ, fcntl.ioctl(0, TIOCGWINSZ, b"\0" * 8))
+    except OSError:
+        saved = None
+    inputs = [0, master]
+    try:
+        while True:
+            r, _, _ = select.select(inputs, [], [])
+            if master in r:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every slave fd is closed
+                    data = b""
+                if not data:
+                    break
+                os.write(1, data)
+            if 0 in r:
+                data = os.read(0, 65536)
+                if data:
+                    os.write(master, data)
+                else:
+                    inputs = [master]
+    finally:
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)

@@ -7,6 +7,7 @@ import array
 import json
 import os
 import socket
+import subprocess
 import time
 
 import pytest
@@ -168,7 +169,6 @@ def test_exec_tty(tmp_path, busybox_rootfs_template, runtime):
     runtime("run", "-d", "-b", bundle, cid, check=True)
     cs = ConsoleSocket(str(tmp_path / "exec.sock"))
     try:
-        import subprocess
 
         proc = subprocess.Popen([runtime.path, "--root", runtime.root, "exec", "--tty", "--console-socket",
                                  cs.path, cid, "sh", "-c", "tty; echo hi"], stdout=subprocess.PIPE,
@@ -204,7 +204,6 @@ def test_memory_limit_oom_is_reported(tmp_path, busybox_rootfs_template, runtime
     cid = runtime.track(new_id())
     log = tmp_path / "out"
     with open(log, "w") as out:
-        import subprocess
 
         subprocess.run([runtime.path, "--root", runtime.root, "run", "-d", "-b", bundle, cid], stdout=out,
                        stderr=out, check=True, timeout=30)
@@ -263,7 +262,6 @@ def test_preserve_fds_and_kill_all(tmp_path, busybox_rootfs_template, runtime):
     os.close(w)
     cid = runtime.track(new_id())
     out = tmp_path / "out"
-    import subprocess
 
     with open(out, "w") as f:
         subprocess.run([runtime.path, "--root", runtime.root, "run", "-d", "--preserve-fds", "1",
@@ -308,3 +306,17 @@ def test_update_resources(tmp_path, busybox_rootfs_template, runtime):
                 " /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.shares")
     assert p.stdout.split() == [str(64 << 20), "33", "512"], p.stderr
     assert runtime("update", "--memory", "lots", cid).returncode == 2
+
+
+def test_foreground_terminal_without_console_socket(tmp_path, busybox_rootfs_template, runtime):
+    bundle, _ = make_bundle(tmp_path, busybox_rootfs_template, ["sh", "-c", "tty; echo out; exit 4"],
+                            terminal=True)
+    cid = runtime.track(new_id())
+    p = runtime("run", "-b", bundle, cid, stdin=subprocess.DEVNULL)
+    assert p.returncode == 4, p.stderr
+    assert p.stdout.replace("\r", "").split() == ["/dev/pts/0", "out"]
+    bundle2, _ = make_bundle(tmp_path, busybox_rootfs_template, ["sleep", "300"], name="b2")
+    cid2 = runtime.track(new_id())
+    runtime("run", "-d", "-b", bundle2, cid2, check=True)
+    p = runtime("exec", "-t", cid2, "sh", "-c", "tty; exit 2", stdin=subprocess.DEVNULL)
+    assert p.returncode == 2 and p.stdout.replace("\r", "").split() == ["/dev/pts/0"]
