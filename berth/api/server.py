@@ -64,6 +64,8 @@ class _Connection:
                 await self._send(h11.InformationalResponse(status_code=100, headers=[]))
             try:
                 data = await asyncio.wait_for(self.reader.read(65536), timeout)
+            except TimeoutError:  # a subclass of OSError: must come first
+                raise
             except (ConnectionError, OSError):
                 data = b""
             self.h11.receive_data(data)
@@ -81,6 +83,8 @@ class _Connection:
             timeout = self.server.idle_timeout if deadline is None else max(0.0, deadline - loop.time())
             try:
                 data = await asyncio.wait_for(self.reader.read(65536), timeout)
+            except TimeoutError:  # a subclass of OSError: must come first
+                raise
             except (ConnectionError, OSError):
                 data = b""
             self.h11.receive_data(data)
@@ -283,6 +287,9 @@ class _Connection:
                 raise _ClientGone() from None
             await self.send_response(error_response(e.http_status, str(e)))
             return
+        except TimeoutError:
+            log.info("%s %s: client too slow, closing", req.method, req.path)
+            raise _ClientGone() from None
         except (ConnectionError, OSError) as e:
             if self.started:
                 raise _ClientGone() from e

@@ -392,7 +392,8 @@ class FakeEngine:
 
     def inspect_image(self, name) -> dict:
         img = self._image(name)
-        return {"Id": img["Id"], "RepoTags": img["RepoTags"], "RepoDigests": [], "Created": _ts(img["Created"]),
+        return {"Id": img["Id"], "RepoTags": img["RepoTags"], "RepoDigests": [],
+                "Created": _ts(img["Created"]),
                 "Config": {"Cmd": ["sh"]}, "Architecture": "amd64", "Os": "linux", "Size": img["Size"],
                 "RootFS": {"Type": "layers", "Layers": []}}
 
@@ -412,7 +413,8 @@ class FakeEngine:
 
     def image_history(self, name) -> list[dict]:
         img = self._image(name)
-        return [{"Id": img["Id"], "Created": img["Created"], "CreatedBy": "ADD rootfs", "Tags": img["RepoTags"],
+        return [{"Id": img["Id"], "Created": img["Created"], "CreatedBy": "ADD rootfs",
+                 "Tags": img["RepoTags"],
                  "Size": img["Size"], "Comment": ""}]
 
     async def pull(self, image, tag, platform, auth):

@@ -86,7 +86,8 @@ def test_versions_and_unversioned_paths(srv):
         assert st == 200 and json.loads(body)["ApiVersion"] == "1.44"
     st, h, body = request(srv, b"GET /v1.99/version HTTP/1.1\r\nHost: x\r\n\r\n")
     assert st == 400 and h["content-type"] == "application/json"
-    assert json.loads(body)["message"] == "client version 1.99 is too new. Maximum supported API version is 1.44"
+    assert json.loads(body)["message"] == (
+        "client version 1.99 is too new. Maximum supported API version is 1.44")
     st, _, body = request(srv, b"GET /v1.12/version HTTP/1.1\r\nHost: x\r\n\r\n")
     assert st == 400 and json.loads(body)["message"].startswith(
         "client version 1.12 is too old. Minimum supported API version is 1.24")
@@ -118,8 +119,9 @@ def test_malformed_requests_get_4xx_and_server_survives(srv):
     assert data.startswith(b"HTTP/1.1 431") or data.startswith(b"HTTP/1.1 400")
     # bad JSON, wrong JSON type
     body = b"{not json"
-    st, _, resp = request(srv, b"POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                          b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    st, _, resp = request(srv, b"POST /containers/create HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
     assert st == 400 and "invalid JSON" in json.loads(resp)["message"]
     body = b"[1,2]"
     st, _, resp = request(srv, b"POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
@@ -153,7 +155,8 @@ def test_chunked_request_body_is_decoded(srv):
     body = json.dumps({"Image": "busybox", "Cmd": ["echo", "hi"]}).encode()
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 7]), body[i:i + 7]) for i in range(0, len(body), 7))
     st, _, resp = request(srv, b"POST /v1.44/containers/create?name=chunky HTTP/1.1\r\nHost: x\r\n"
-                          b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n")
+                          b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          + chunks + b"0\r\n\r\n")
     assert st == 201 and len(json.loads(resp)["Id"]) == 64
     assert any(c.name == "chunky" for c in srv.engine.containers.values())
 
@@ -196,8 +199,9 @@ def test_attach_hijack_multiplexed_and_half_close(srv):
                   b"Host: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n"
                   b"Content-Type: text/plain\r\n\r\n")
         head, rest = read_head(s)
-        assert head + b"\r\n\r\n" == (b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.multiplexed"
-                                       b"-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+        assert head + b"\r\n\r\n" == (b"HTTP/1.1 101 UPGRADED\r\n"
+                                       b"Content-Type: application/vnd.docker.multiplexed-stream\r\n"
+                                       b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
         s.sendall(b"hello before start\n")  # buffered until the process reads it
         srv.call(srv.engine.start(cid))
         s.shutdown(socket.SHUT_WR)  # half-close: output must keep coming
