@@ -1,0 +1,118 @@
+"""Real clients against the API server with the fake engine: docker-py 7 and the docker CLI 28."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.unit.fake_engine import FakeEngine, ServerThread
+
+DOCKER = "/usr/local/bin/docker"
+
+
+@pytest.fixture
+def srv(tmp_path):
+    with ServerThread(FakeEngine(), str(tmp_path / "api.sock")) as s:
+        yield s
+
+
+def test_docker_py_flows(srv):
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=srv.url, timeout=10)
+    try:
+        assert client.ping() is True
+        assert client.version()["ApiVersion"] == "1.44"
+        cid = srv.engine.create_container("dp1", {"Image": "busybox", "Cmd": ["echo", "from-py"],
+                                                  "Labels": {"a": "b"}})["Id"]
+        srv.call(srv.engine.start(cid))
+        c = client.containers.get("dp1")
+        assert c.id == cid and c.name == "dp1"
+        assert client.api.wait(cid)["StatusCode"] == 0
+        assert client.containers.get(cid).logs() == b"from-py\n"
+        listed = client.containers.list(all=True, filters={"label": "a=b"})
+        assert [x.id for x in listed] == [cid]
+        assert client.containers.list(all=True, filters={"label": "a=zzz"}) == []
+        # run in the foreground: create → start → logs(follow) → wait → remove
+        out = client.containers.run("busybox", ["echo", "hi", "there"], remove=True)
+        assert out == b"hi there\n"
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.containers.create("nosuchimage")
+        # exec through the hijacked socket
+        srv.engine.create_container("dp2", {"Image": "busybox", "Cmd": ["sleep", "5"]})
+        srv.call(srv.engine.start("dp2"))
+        for _ in range(5):  # the docker-py read race is handled by the server's first-output delay
+            res = client.containers.get("dp2").exec_run(["echo", "exec-out"])
+            assert (res.exit_code, res.output) == (0, b"exec-out\n")
+        res = client.containers.get("dp2").exec_run(["nosuch"])
+        assert res.exit_code == 127
+        client.containers.get("dp2").remove(force=True)
+        with pytest.raises(docker.errors.NotFound):
+            client.containers.get("dp2")
+        assert [i.tags for i in client.images.list()] == [["busybox:latest"]]
+    finally:
+        client.close()
+
+
+def docker_cli(srv, *args, stdin=None, check=True):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DOCKER_HOST": srv.url,
+           "DOCKER_CONFIG": os.path.join(os.path.dirname(srv.path), "dockercfg"), "HOME": "/nonexistent"}
+    p = subprocess.run([DOCKER, *args], env=env, capture_output=True, text=True, timeout=30, input=stdin)
+    if check:
+        assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    return p
+
+
+@pytest.mark.skipif(not shutil.which(DOCKER), reason="docker CLI not installed")
+def test_docker_cli_against_fake_engine(srv):
+    p = docker_cli(srv, "version", "--format", "{{.Server.APIVersion}} {{.Server.Os}}")
+    assert p.stdout.strip() == "1.44 linux"
+    cid = srv.engine.create_container("cli1", {"Image": "busybox", "Cmd": ["sleep", "5"]})["Id"]
+    srv.call(srv.engine.start(cid))
+    p = docker_cli(srv, "ps")
+    lines = p.stdout.splitlines()
+    assert lines[0].split()[:3] == ["CONTAINER", "ID", "IMAGE"] and "cli1" in lines[1]
+    assert lines[1].startswith(cid[:12])
+    p = docker_cli(srv, "ps", "-q", "--filter", "name=cli1")
+    assert p.stdout.split() == [cid[:12]]
+    p = docker_cli(srv, "inspect", "cli1")
+    assert json.loads(p.stdout)[0]["Id"] == cid
+    p = docker_cli(srv, "inspect", "--format", "{{.State.Status}}", "cli1")
+    assert p.stdout.strip() == "running"
+    p = docker_cli(srv, "inspect", "nothing", check=False)
+    assert p.returncode == 1 and "No such object: nothing" in p.stderr
+    p = docker_cli(srv, "rm", "cli1", check=False)
+    assert p.returncode == 1 and "container is running" in p.stderr
+    p = docker_cli(srv, "rm", "-f", "cli1")
+    assert p.stdout.strip() == "cli1" and cid not in srv.engine.containers
+    p = docker_cli(srv, "images")
+    assert p.stdout.splitlines()[1].split()[:2] == ["busybox", "latest"]
+
+
+@pytest.mark.skipif(not shutil.which(DOCKER), reason="docker CLI not installed")
+def test_docker_cli_run_exec_logs_wait(srv):
+    p = docker_cli(srv, "run", "--name", "fg", "busybox", "echo", "hello", "cli")
+    assert p.stdout == "hello cli\n"
+    p = docker_cli(srv, "run", "--rm", "busybox", "exit", "3", check=False)
+    assert p.returncode == 3
+    p = docker_cli(srv, "run", "-i", "--rm", "busybox", "cat", stdin="piped stdin\n")
+    assert p.stdout == "piped stdin\n"
+    p = docker_cli(srv, "logs", "fg")
+    assert p.stdout == "hello cli\n"
+    p = docker_cli(srv, "wait", "fg")
+    assert p.stdout.strip() == "0"
+    p = docker_cli(srv, "run", "-d", "--name", "bg", "busybox", "sleep", "5")
+    cid = p.stdout.strip()
+    assert len(cid) == 64
+    p = docker_cli(srv, "exec", "bg", "echo", "in", "exec")
+    assert p.stdout == "in exec\n"
+    p = docker_cli(srv, "exec", "-i", "bg", "cat", stdin="exec stdin")
+    assert p.stdout == "exec stdin"
+    p = docker_cli(srv, "exec", "bg", "exit", "4", check=False)
+    assert p.returncode == 4
+    docker_cli(srv, "kill", "bg")
+    p = docker_cli(srv, "kill", "bg", check=False)
+    assert p.returncode == 1 and "is not running" in p.stderr
