@@ -1,1 +1,1 @@
-"""berth.client."""
+"""berth.client: the engine API client (stdlib + berth.errors only; the CLI imports it lazily)."""
