@@ -1,0 +1,940 @@
+"""The Dockerfile builder: stages, steps, cache, commits, and Docker's JSON progress messages.
+
+Every instruction yields an image (as Docker's classic builder): metadata-only instructions a new
+config with an ``empty_layer`` history entry; RUN a container made through the Engine (same
+isolation as ``berth run``) whose snapshot's changes become a layer; COPY/ADD/WORKDIR a layer
+written into a private active snapshot through a detached mount (``berth.build.fsops``). Each step's
+image is recorded untagged, and the cache maps the step's key to it. See docs/design/builder.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import json
+import logging
+import os
+import posixpath
+import secrets
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from berth.build import fsops
+from berth.build.cache import BuildCache, cache_key
+from berth.build.context import BuildContext, Source, SourceTree
+from berth.build.instructions import NOP, PROXY_ARGS, step_for
+from berth.build.parser import Dockerfile, Instruction, parse
+from berth.build.shell import expand_heredoc, process_word, process_words
+from berth.errors import BerthError, Conflict, InvalidArgument, NotFound
+
+log = logging.getLogger("berth.build")
+
+DEFAULT_SHELL = ["/bin/sh", "-c"]
+SNAPSHOT_PREFIX = "build-"
+_DONE = object()
+
+
+@dataclass
+class BuildLimits:
+    """Bounds on what one RUN may do (beyond the isolation every container has)."""
+
+    pids: int = 1024                 # pids cgroup limit of build containers (fork bombs)
+    max_output: int = 32 << 20       # bytes of RUN output before the step is stopped
+    min_free: int = 256 << 20        # stop a RUN when the data root has less free space than this
+    max_layer: int = 0               # stop a RUN whose changes exceed this many bytes (0: no limit)
+    run_timeout: float = 0.0         # seconds (0: none)
+    poll: float = 0.25               # how often the watchdog looks
+    max_download: int = 1 << 30      # ADD <url>
+
+
+class BuildFailed(BerthError):
+    """A step failed; ``code`` is a RUN's exit code when there is one."""
+
+    http_status = 500
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Stage:
+    """The state of one build stage between steps."""
+
+    index: int
+    name: str
+    image_id: str | None          # None: scratch, nothing committed yet
+    raw: dict                     # the image config document
+    layers: list                  # berth.images.blobs.Layer
+    args: dict[str, str | None] = field(default_factory=dict)
+    shell: list[str] = field(default_factory=lambda: list(DEFAULT_SHELL))
+    cmd_set: bool = False
+
+
+def _sde(build_args: Mapping[str, str]) -> int | None:
+    v = build_args.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH")
+    if v in (None, ""):
+        return None
+    try:
+        n = int(str(v))
+    except ValueError:
+        raise InvalidArgument(f"invalid SOURCE_DATE_EPOCH: {v!r}") from None
+    if n < 0:
+        raise InvalidArgument(f"invalid SOURCE_DATE_EPOCH: {v!r}")
+    return n
+
+
+class _RunIO:
+    """The attach sink of a RUN container: streams its output, stops it when it floods."""
+
+    tty = False
+    detached = False
+
+    def __init__(self, b: Builder, cid: str) -> None:
+        self.b = b
+        self.cid = cid
+        self.total = 0
+        self.dec = {1: codecs.getincrementaldecoder("utf-8")("replace"),
+                    2: codecs.getincrementaldecoder("utf-8")("replace")}
+
+    async def read_stdin(self) -> bytes:
+        return b""
+
+    async def write(self, stream: int, data: bytes) -> None:
+        if self.b.killed.get(self.cid):
+            return
+        self.total += len(data)
+        if self.total > self.b.limits.max_output:
+            await self.b.stop_run(self.cid, f"RUN output exceeded {self.b.limits.max_output} bytes")
+            return
+        text = self.dec.get(stream, self.dec[1]).decode(data)
+        if text:
+            self.b.say(text)
+
+
+class Builder:
+    """One build: call ``execute()`` as a task; messages go to ``emit``."""
+
+    def __init__(self, engine: Any, ctx: BuildContext, df: Dockerfile, *, emit: Callable[[dict], None],
+                 tags: Sequence[str] = (), build_args: Mapping[str, str] | None = None,
+                 target: str | None = None, no_cache: bool = False, labels: Mapping[str, str] | None = None,
+                 network: str = "none", rm: bool = True, force_rm: bool = False, quiet: bool = False,
+                 limits: BuildLimits | None = None) -> None:
+        self.engine = engine
+        self.store = engine.images
+        self.snap = engine.images.snapshotter
+        self.ctx = ctx
+        self.df = df
+        self.escape = df.escape
+        self.emit = emit
+        self.tags = list(tags)
+        self.build_args = {k: ("" if v is None else str(v)) for k, v in (build_args or {}).items()}
+        self.target = target
+        self.no_cache = no_cache
+        self.labels = dict(labels or {})
+        if network not in ("none", "host", "default", "bridge", ""):
+            raise InvalidArgument(f"unsupported network mode for build: {network}")
+        self.network = network or "none"
+        self.rm = rm
+        self.force_rm = force_rm
+        self.quiet = quiet
+        self.limits = limits or BuildLimits()
+        self.cache = BuildCache(engine.db)
+        self.sde = _sde(self.build_args)
+        self.consumed: set[str] = {"SOURCE_DATE_EPOCH"}
+        self.globals: dict[str, str | None] = {}
+        self.stages: list[Stage] = []
+        self.killed: dict[str, str] = {}
+        self.lease: Any = None
+
+    # -- output ----------------------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            self.emit({"stream": text})
+
+    # -- substitution ------------------------------------------------------------------------------
+    def env(self, st: Stage) -> dict[str, str]:
+        out = {k: v for k, v in st.args.items() if v is not None}
+        for e in (st.raw.get("config") or {}).get("Env") or []:
+            k, _, v = e.partition("=")
+            out[k] = v
+        return out
+
+    def expand(self, st: Stage, word: str) -> str:
+        return process_word(word, self.env(st), self.escape)
+
+    def words(self, st: Stage, text: str) -> list[str]:
+        return process_words(text, self.env(st), self.escape)
+
+    def arg_value(self, name: str, default: str | None) -> str | None:
+        self.consumed.add(name)
+        if name in self.build_args:
+            return self.build_args[name]
+        if default is not None:
+            return default
+        return self.globals.get(name)
+
+    def _created(self) -> str:
+        from berth.images.blobs import now_rfc3339
+
+        if self.sde is not None:
+            return now_rfc3339(float(self.sde)).replace(".000000Z", "Z")
+        return now_rfc3339()
+
+    # -- images ------------------------------------------------------------------------------------
+    def _load(self, st: Stage, image_id: str) -> None:
+        from berth.images.blobs import Layer
+
+        img = self.store.get(image_id)
+        cfg = self.store.read_config(img)
+        m = self.store.read_manifest(img)
+        st.image_id = img.id
+        st.raw = json.loads(json.dumps(cfg.raw))
+        st.layers = [Layer(d, diff, 0) for d, diff in zip(m.layers, cfg.diff_ids, strict=True)]
+
+    def _commit(self, st: Stage, cfg: dict, created_by: str, layer: Any = None) -> str:
+        from berth.images.blobs import put_image
+
+        raw = json.loads(json.dumps(st.raw))
+        history = list(raw.get("history") or [])
+        if not history and st.layers:
+            history = [{"created": raw.get("created") or "", "created_by": ""} for _ in st.layers]
+        created = self._created()
+        entry: dict[str, Any] = {"created": created, "created_by": created_by}
+        if layer is None:
+            entry["empty_layer"] = True
+        layers = [*st.layers, layer] if layer is not None else list(st.layers)
+        raw.update({"created": created, "config": cfg, "history": [*history, entry]})
+        for k in ("container", "container_config", "docker_version"):
+            raw.pop(k, None)
+        mdesc = put_image(self.store.content, layers, raw, lease=self.lease)
+        img = self.store.add(mdesc)
+        st.image_id = img.id
+        st.raw = raw
+        st.layers = layers
+        return img.id
+
+    def _cached(self, st: Stage, key: str, *, say: bool = True) -> bool:
+        if self.no_cache:
+            return False
+        iid = self.cache.get(key)
+        if iid is None:
+            return False
+        if not self.store.exists(iid):
+            self.cache.drop(key)
+            return False
+        self._load(st, iid)
+        if say:
+            self.say(" ---> Using cache\n")
+        return True
+
+    def _done(self, st: Stage) -> None:
+        self.say(f" ---> {(st.image_id or '')[7:19]}\n")
+
+    async def commit_meta(self, st: Stage, text: str, cfg: dict) -> None:
+        key = cache_key(st.image_id or "", text)
+        if not self._cached(st, key):
+            iid = self._commit(st, cfg, text)
+            self.cache.put(key, iid)
+        self._done(st)
+
+    def _ensure_image(self, st: Stage) -> str:
+        if st.image_id is None:
+            self._commit_empty(st)
+        return st.image_id  # type: ignore[return-value]
+
+    def _commit_empty(self, st: Stage) -> None:
+        from berth.images.blobs import put_image
+
+        mdesc = put_image(self.store.content, [], st.raw, lease=self.lease)
+        st.image_id = self.store.add(mdesc).id
+
+    # -- layers ------------------------------------------------------------------------------------
+    def _diff(self, key: str) -> Any:
+        from berth.archive import write_diff
+        from berth.images.blobs import Layer, _Tee
+        from berth.oci import image as oci
+
+        with self.store.content.writer(f"build-{secrets.token_hex(8)}") as w:
+            res = write_diff(self.snap.upper_dir(key), _Tee(w), whiteout_mode=self.snap.whiteout_mode,
+                             lower_dirs=self.snap.lower_dirs(key), compression="gzip",
+                             source_date_epoch=self.sde)
+            dg = w.commit()
+        self.lease.add("content", dg)
+        return Layer(oci.Descriptor(res.media_type, res.digest, res.compressed_size), res.diff_id, res.size)
+
+    @contextlib.contextmanager
+    def _scratch_snapshot(self, parent_image: str | None):
+        """A private active snapshot on the parent image's chain, removed afterwards."""
+        from berth.images.unpack import owner_labels
+
+        chain = self.store.unpack(parent_image) if parent_image else ""
+        key = f"{SNAPSHOT_PREFIX}{secrets.token_hex(8)}"
+        self.snap.prepare(key, chain, labels={"berth.build": "1", **owner_labels()})
+        try:
+            yield key
+        finally:
+            try:
+                self.snap.remove(key)
+            except BerthError as e:
+                log.warning("removing build snapshot %s: %s", key, e)
+
+    @contextlib.contextmanager
+    def _view(self, image_id: str | None):
+        """An fd of a read-only view of an image's rootfs (an empty dir for no layers)."""
+        from berth.images.unpack import owner_labels
+
+        chain = self.store.unpack(image_id) if image_id else ""
+        if not chain:
+            d = tempfile.mkdtemp(prefix="berth-build-empty-")
+            fd = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                yield fd
+            finally:
+                os.close(fd)
+                shutil.rmtree(d, ignore_errors=True)
+            return
+        key = f"{SNAPSHOT_PREFIX}view-{secrets.token_hex(8)}"
+        mounts = self.snap.view(key, chain, labels={"berth.build": "1", **owner_labels()})
+        try:
+            with fsops.snapshot_root(mounts) as fd:
+                yield fd
+        finally:
+            try:
+                self.snap.remove(key)
+            except BerthError as e:
+                log.warning("removing build view %s: %s", key, e)
+
+    def cleanup_stale(self) -> None:
+        """Remove build snapshots left by builder processes that died."""
+        from berth.images.unpack import owner_alive
+
+        for info in list(self.snap.walk()):
+            if info.key.startswith(SNAPSHOT_PREFIX) and info.kind != "committed" and \
+                    not owner_alive(info.labels or {}):
+                with contextlib.suppress(BerthError):
+                    self.snap.remove(info.key)
+
+    # -- the build ---------------------------------------------------------------------------------
+    def _plan(self) -> tuple[list[Instruction], list[list[Instruction]]]:
+        ins = self.df.instructions
+        if not ins:
+            raise InvalidArgument("the Dockerfile (Dockerfile) cannot be empty")
+        pre: list[Instruction] = []
+        i = 0
+        while i < len(ins) and ins[i].cmd != "FROM":
+            if ins[i].cmd != "ARG":
+                raise InvalidArgument(f"dockerfile parse error on line {ins[i].line}: "
+                                      "no build stage in current context")
+            pre.append(ins[i])
+            i += 1
+        if i == len(ins):
+            raise InvalidArgument("no build stage in current context")
+        stages: list[list[Instruction]] = []
+        for x in ins[i:]:
+            if x.cmd == "FROM":
+                stages.append([x])
+            else:
+                stages[-1].append(x)
+        if self.target:
+            names = [_stage_name(s[0]) for s in stages]
+            if self.target.lower() not in names:
+                raise NotFound(f"failed to reach build target {self.target} in Dockerfile")
+            stages = stages[: names.index(self.target.lower()) + 1]
+        return pre, stages
+
+    async def execute(self) -> None:
+        """The whole build; failures become an error message (nothing is raised but cancellation)."""
+        try:
+            with self.store.hold("build") as lease:
+                self.lease = lease
+                await asyncio.to_thread(self.cleanup_stale)
+                await self._build()
+        except BuildFailed as e:
+            detail: dict[str, Any] = {"message": str(e)}
+            if e.code is not None:
+                detail["code"] = e.code
+            self.emit({"errorDetail": detail, "error": str(e)})
+        except BerthError as e:
+            self.emit({"errorDetail": {"message": str(e)}, "error": str(e)})
+        except OSError as e:
+            msg = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+            self.emit({"errorDetail": {"message": msg}, "error": msg})
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - reported to the client, logged for us
+            log.exception("build failed")
+            self.emit({"errorDetail": {"message": f"internal error: {e!r}"}, "error": f"internal error: {e!r}"})
+
+    async def _build(self) -> None:
+        from berth.oci import reference
+
+        for t in self.tags:
+            ref = reference.parse(t)
+            if ref.digest:
+                raise InvalidArgument(f"invalid tag {t!r}: a tag cannot contain a digest")
+        pre, stages = self._plan()
+        total = len(pre) + sum(len(s) for s in stages)
+        n = 0
+        genv: dict[str, str] = {}
+        from berth.build.parser import name_values
+
+        for ins in pre:
+            n += 1
+            self.say(f"Step {n}/{total} : {ins.original}\n")
+            for k, raw in name_values(ins, self.escape):
+                default = None if raw == "\0" else process_word(raw, genv, self.escape)
+                self.consumed.add(k)
+                v = self.build_args.get(k, default)
+                self.globals[k] = v
+                if v is not None:
+                    genv[k] = v
+        st: Stage | None = None
+        for sidx, block in enumerate(stages):
+            for ins in block:
+                n += 1
+                self.say(f"Step {n}/{total} : {ins.original}\n")
+                if ins.cmd == "FROM":
+                    st = await self._from(ins, sidx, genv)
+                    continue
+                assert st is not None
+                await step_for(ins).run(self, st)
+        assert st is not None
+        if self.labels:
+            cfg = json.loads(json.dumps(st.raw.get("config") or {}))
+            cfg["Labels"] = {**(cfg.get("Labels") or {}), **self.labels}
+            text = f"{NOP} LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(self.labels.items()))
+            await self.commit_meta(st, text, cfg)
+        final = self._ensure_image(st)
+        unused = sorted(k for k in self.build_args if k not in self.consumed and k not in PROXY_ARGS)
+        if unused:
+            self.say(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
+        self.emit({"aux": {"ID": final}})
+        if self.quiet:
+            self.emit({"stream": final + "\n"})
+        self.say(f"Successfully built {final[7:19]}\n")
+        for t in self.tags:
+            full = self.store.tag(final, t)
+            self.say(f"Successfully tagged {reference.parse(full).familiar()}\n")
+
+    async def _from(self, ins: Instruction, index: int, genv: dict[str, str]) -> Stage:
+        from berth.oci import image as oci
+
+        for f in ins.flags:
+            if f != "platform":
+                raise InvalidArgument(f"dockerfile parse error on line {ins.line}: unknown flag: {f}")
+        words = ins.args.split()
+        if len(words) not in (1, 3) or (len(words) == 3 and words[1].upper() != "AS"):
+            raise InvalidArgument(f"dockerfile parse error on line {ins.line}: FROM requires either one "
+                                  "or three arguments")
+        ref = process_word(words[0], genv, self.escape)
+        name = words[2].lower() if len(words) == 3 else ""
+        plat = ins.flag("platform")
+        if plat:
+            plat = process_word(plat, genv, self.escape)
+            want = oci.normalize_platform(oci.parse_platform(plat))
+            host = oci.normalize_platform(oci.host_platform())
+            if (want.os, want.architecture) != (host.os, host.architecture):
+                raise InvalidArgument(f"FROM --platform={plat}: berth builds only for the host platform "
+                                      f"({host.os}/{host.architecture})")
+        st = Stage(index=index, name=name, image_id=None, raw={}, layers=[])
+        prior = self._stage(ref, exact=True)
+        if prior is not None:
+            self._load(st, self._ensure_image(prior))
+        elif ref.lower() == "scratch":
+            st.raw = oci.new_config(diff_ids=[], history=[], created=self._created())
+            st.raw.pop("history", None)
+        else:
+            try:
+                img = self.store.get(ref)
+            except (NotFound, InvalidArgument):
+                raise NotFound(f"No such image: {ref}: berth has no registry client; bootstrap or load "
+                               "the base image first") from None
+            self._load(st, img.id)
+        st.shell = list((st.raw.get("config") or {}).get("Shell") or DEFAULT_SHELL)
+        self.stages.append(st)
+        self._done(st) if st.image_id else None
+        cfg = st.raw.get("config") or {}
+        triggers = list(cfg.get("OnBuild") or [])
+        if triggers:
+            cfg = dict(cfg)
+            cfg["OnBuild"] = None
+            st.raw["config"] = cfg
+            self.say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n")
+            for text in triggers:
+                df = parse(text)
+                for tins in df.instructions:
+                    await step_for(tins).run(self, st)
+        return st
+
+    def _stage(self, ref: str, *, exact: bool = False) -> Stage | None:
+        low = ref.lower()
+        for s in self.stages:
+            if s.name and s.name == low:
+                return s
+        if not exact and ref.isdigit() and int(ref) < len(self.stages):
+            return self.stages[int(ref)]
+        return None
+
+    # -- RUN ---------------------------------------------------------------------------------------
+    async def stop_run(self, cid: str, why: str) -> None:
+        if cid in self.killed:
+            return
+        self.killed[cid] = why
+        with contextlib.suppress(BerthError):
+            await self.engine.kill(cid, "KILL")
+
+    async def _watchdog(self, cid: str, key: str) -> None:
+        lim = self.limits
+        start = asyncio.get_running_loop().time()
+        while True:
+            await asyncio.sleep(lim.poll)
+            try:
+                vfs = os.statvfs(self.engine.cfg.data_root)
+                free = vfs.f_bavail * vfs.f_frsize
+                if free < lim.min_free:
+                    await self.stop_run(cid, f"RUN stopped: the data root has only {free} bytes free "
+                                             f"(minimum {lim.min_free})")
+                    return
+                if lim.max_layer:
+                    used = (await asyncio.to_thread(self.snap.usage, key)).size
+                    if used > lim.max_layer:
+                        await self.stop_run(cid, f"RUN stopped: its changes exceed {lim.max_layer} bytes")
+                        return
+                if lim.run_timeout and asyncio.get_running_loop().time() - start > lim.run_timeout:
+                    await self.stop_run(cid, f"RUN stopped: it ran longer than {lim.run_timeout:g}s")
+                    return
+            except BerthError:
+                return
+
+    async def run(self, st: Stage, argv: list[str], shown: str, *, network: str | None = None) -> None:
+        await _run_step(self, st, argv, shown, network=network)
+
+    async def copy(self, st: Stage, ins: Instruction, *, add: bool) -> None:
+        await _copy_step(self, st, ins, add=add)
+
+    async def workdir(self, st: Stage, cfg: dict, text: str) -> None:
+        await _workdir_step(self, st, cfg, text)
+
+
+async def _run_step(b: Builder, st: Stage, argv: list[str], shown: str, *, network: str | None = None) -> None:
+    """RUN: a container through the Engine, its snapshot diffed into a layer."""
+    args = {k: v for k, v in st.args.items() if v is not None}
+    hist_args = {k: v for k, v in args.items() if k not in PROXY_ARGS}
+    prefix = ""
+    if hist_args:
+        prefix = f"|{len(hist_args)} " + " ".join(f"{k}={v}" for k, v in sorted(hist_args.items())) + " "
+    text = prefix + shown
+    parent = b._ensure_image(st)
+    key = cache_key(parent, "RUN " + text, hist_args)
+    if b._cached(st, key):
+        b._done(st)
+        return
+    cfg = st.raw.get("config") or {}
+    env = list(cfg.get("Env") or [])
+    have = {e.split("=", 1)[0] for e in env}
+    for k, v in sorted(args.items()):
+        if k not in have:
+            env.append(f"{k}={v}")
+    for k in sorted(PROXY_ARGS):
+        if k in b.build_args and k not in have and k not in args:
+            env.append(f"{k}={b.build_args[k]}")
+    net = network or b.network
+    if net == "default":
+        net = b.network
+    config = {
+        "Image": parent,
+        "Cmd": argv,
+        "Entrypoint": [],
+        "Env": env,
+        "WorkingDir": cfg.get("WorkingDir") or "",
+        "User": cfg.get("User") or "",
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "Labels": {"berth.build": "1"},
+        "HostConfig": {"NetworkMode": net, "PidsLimit": b.limits.pids, "LogConfig": {"Type": "none"}},
+    }
+    eng = b.engine
+    cid = eng.create_container(None, config)["Id"]
+    b.say(f" ---> Running in {cid[:12]}\n")
+    ok = False
+    try:
+        io = _RunIO(b, cid)
+        attach = asyncio.create_task(eng.attach(cid, io, stdin=False, stdout=True, stderr=True, logs=False,
+                                                stream=True))
+        waiter = await eng.wait(cid, "next-exit")
+        await asyncio.sleep(0.02)
+        snap_key = eng.containers.get(cid).snapshot_key
+        try:
+            await eng.start(cid)
+        except BerthError as e:
+            attach.cancel()
+            with contextlib.suppress(BaseException):
+                await attach
+            raise BuildFailed(f"The command '{text}' could not start: {e}", 127) from None
+        dog = asyncio.create_task(b._watchdog(cid, snap_key))
+        try:
+            res = await waiter
+        finally:
+            dog.cancel()
+            with contextlib.suppress(BaseException):
+                await dog
+        try:
+            await asyncio.wait_for(attach, 10)
+        except (TimeoutError, BerthError, OSError):
+            attach.cancel()
+        code = int(res.get("StatusCode", 1))
+        if cid in b.killed:
+            raise BuildFailed(b.killed[cid], code)
+        if code != 0:
+            raise BuildFailed(f"The command '{text}' returned a non-zero code: {code}", code)
+        layer = await asyncio.to_thread(b._diff, snap_key)
+        iid = b._commit(st, dict(cfg), text, layer)
+        b.cache.put(key, iid)
+        ok = True
+    finally:
+        remove = b.force_rm or (ok and b.rm) or cid in b.killed
+        if remove:
+            with contextlib.suppress(BerthError):
+                await eng.remove(cid, force=True)
+            b.say(f" ---> Removed intermediate container {cid[:12]}\n")
+    b._done(st)
+
+def _heredoc_name(word: str) -> str | None:
+    if not word.startswith("<<"):
+        return None
+    name = word[2:].lstrip("-")
+    if len(name) >= 2 and name[0] == name[-1] and name[0] in "\"'":
+        name = name[1:-1]
+    return name or None
+
+
+@dataclass
+class _CopyPlan:
+    what: str
+    srcs: list[str]
+    dest: str
+    dest_dir: bool
+    chown: str
+    chmod: int | None
+    from_ref: str
+    checksum: str
+    heredocs: dict[str, bytes]
+
+
+def _plan_copy(b: Builder, st: Stage, ins: Instruction, add: bool) -> _CopyPlan:
+    what = "ADD" if add else "COPY"
+    if ins.json_args is not None:
+        words = [b.expand(st, w) for w in ins.json_args]
+    else:
+        words = b.words(st, ins.args)
+    if len(words) < 2:
+        raise InvalidArgument(f"{what} requires at least two arguments, but only one was provided. "
+                              "Destination could not be determined.")
+    if ins.flag("link") not in (None, "false") or ins.flag("parents") or ins.flag("exclude"):
+        raise InvalidArgument(f"{what} --link/--parents/--exclude need BuildKit; berth's builder does not have them")
+    if add and ins.flag("keep-git-dir"):
+        raise InvalidArgument("ADD --keep-git-dir: git sources are not supported")
+    dest_word = words[-1]
+    cfg = st.raw.get("config") or {}
+    wd = cfg.get("WorkingDir") or "/"
+    dest = posixpath.normpath(dest_word if dest_word.startswith("/") else posixpath.join(wd, dest_word))
+    dest_dir = dest_word.endswith("/") or dest_word in (".", "./") or len(words) > 2
+    chmod = None
+    chmod_s = ins.flag("chmod")
+    if chmod_s is not None:
+        chmod_s = b.expand(st, chmod_s)
+        try:
+            chmod = int(chmod_s, 8)
+        except ValueError:
+            raise InvalidArgument(f"invalid chmod parameter: {chmod_s!r}: must be octal") from None
+        if not 0 <= chmod <= 0o7777:
+            raise InvalidArgument(f"invalid chmod parameter: {chmod_s!r}")
+    heredocs: dict[str, bytes] = {}
+    env = b.env(st)
+    for h in ins.heredocs:
+        text = expand_heredoc(h.content, env) if h.expand else h.content
+        heredocs[h.name] = text.encode()
+    return _CopyPlan(what, words[:-1], dest, dest_dir, b.expand(st, ins.flag("chown") or ""), chmod,
+                     b.expand(st, ins.flag("from") or ""), ins.flag("checksum") or "", heredocs)
+
+
+def _is_archive(tree: SourceTree, rel: str) -> bool:
+    from berth.archive.compression import detect
+
+    fd = tree.open_file(rel)
+    try:
+        head = os.pread(fd, 512, 0)
+    finally:
+        os.close(fd)
+    if detect(head) in ("gzip", "zstd"):
+        return True
+    return len(head) >= 262 and head[257:262] == b"ustar"
+
+
+def _download(b: Builder, url: str, checksum: str, tmp: str) -> tuple[SourceTree, list[Source]]:
+    import email.utils
+    import hashlib
+    import urllib.parse
+    import urllib.request
+
+    proxies = {k.lower().removesuffix("_proxy"): v for k, v in b.build_args.items()
+               if k.lower() in ("http_proxy", "https_proxy")}
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
+    name = posixpath.basename(urllib.parse.urlparse(url).path) or "index.html"
+    if name in (".", "..") or "/" in name:
+        name = "download"
+    d = tempfile.mkdtemp(prefix="dl-", dir=tmp)
+    path = os.path.join(d, name)
+    h = hashlib.sha256()
+    total = 0
+    try:
+        with opener.open(urllib.request.Request(url, headers={"User-Agent": "berth-builder"}), timeout=60) as r, \
+                open(path, "wb") as f:
+            lm = r.headers.get("Last-Modified")
+            while True:
+                chunk = r.read(1 << 20)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > b.limits.max_download:
+                    raise BuildFailed(f"ADD {url}: download larger than {b.limits.max_download} bytes")
+                h.update(chunk)
+                f.write(chunk)
+    except OSError as e:
+        raise BuildFailed(f"failed to download {url}: {e}") from None
+    if checksum:
+        algo, _, want = checksum.partition(":")
+        if algo != "sha256" or not want:
+            raise InvalidArgument(f"unsupported checksum {checksum!r} (want sha256:<hex>)")
+        if h.hexdigest() != want.lower():
+            raise BuildFailed(f"ADD {url}: checksum mismatch: expected {checksum}, got sha256:{h.hexdigest()}")
+    os.chmod(path, 0o600)
+    if lm:
+        with contextlib.suppress(TypeError, ValueError):
+            ts = email.utils.parsedate_to_datetime(lm).timestamp()
+            os.utime(path, (ts, ts))
+    fd = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    tree = SourceTree(fd)
+    st = os.lstat(path)
+    # ownership of a download is root's (or --chown), whoever runs the builder
+    st = os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, 0, 0, *tuple(st)[6:10]))
+    return tree, [Source(name, name, st)]
+
+
+def _copy_work(b: Builder, st: Stage, plan: _CopyPlan, key_out: list[str]) -> bool:
+    """Select and hash the sources, look the step up in the cache, copy on a miss (in a thread).
+
+    Returns True on a cache hit."""
+    import hashlib
+
+    with contextlib.ExitStack() as stack:
+        tmp = tempfile.mkdtemp(prefix="berth-build-")
+        stack.callback(shutil.rmtree, tmp, True)
+        from_id = ""
+        tree = b.ctx.tree
+        if plan.from_ref:
+            if plan.what == "ADD":
+                raise InvalidArgument("ADD does not take --from; use COPY --from")
+            prior = b._stage(plan.from_ref)
+            if prior is not None:
+                if prior is st:
+                    raise InvalidArgument(f"COPY --from={plan.from_ref}: a stage cannot copy from itself")
+                from_id = b._ensure_image(prior)
+            else:
+                try:
+                    from_id = b.store.get(plan.from_ref).id
+                except (NotFound, InvalidArgument):
+                    raise NotFound(f"COPY --from={plan.from_ref}: no such stage or image") from None
+            root_fd = stack.enter_context(b._view(from_id))
+            tree = SourceTree(root_fd)
+        groups: list[tuple[SourceTree, list[Source], bool]] = []
+        h = hashlib.sha256()
+        tops = 0
+        for src in plan.srcs:
+            name = _heredoc_name(src)
+            if name is not None and name in plan.heredocs:
+                data = plan.heredocs[name]
+                h.update(b"heredoc\0" + name.encode() + b"\0" + hashlib.sha256(data).digest())
+                tops += 1
+                continue
+            if plan.what == "ADD" and src.startswith(("http://", "https://")):
+                utree, sources = _download(b, src, plan.checksum, tmp)
+                stack.callback(os.close, utree.root_fd)
+                groups.append((utree, sources, False))
+                h.update(b"url\0" + src.encode() + b"\0" + utree.content_hash(sources).encode())
+                tops += 1
+                continue
+            if plan.checksum:
+                raise InvalidArgument("ADD --checksum is only supported for HTTP(S) sources")
+            sources = tree.select(src)
+            top_dir = bool(sources) and sources[0].dest == ""
+            archive = (plan.what == "ADD" and len(sources) == 1 and not top_dir
+                       and _stat_isreg(sources[0]) and _is_archive(tree, sources[0].src))
+            groups.append((tree, sources, archive))
+            tops += sum(1 for s in sources if "/" not in s.dest)
+            if top_dir or archive:
+                tops += 1
+            h.update(b"src\0" + src.encode() + b"\0" + tree.content_hash(sources).encode())
+        dest_dir = plan.dest_dir or tops > 1
+        kind = "multi" if len(plan.srcs) > 1 else ("dir" if dest_dir and groups and groups[0][1] and
+                                                   groups[0][1][0].dest == "" else "file")
+        text = f"{NOP}{plan.what} {kind}:{h.hexdigest()} in {plan.dest}{'/' if plan.dest_dir else ''} "
+        parent = st.image_id or ""
+        key = cache_key(parent, text, content=h.hexdigest(),
+                        extra={"chown": plan.chown, "chmod": plan.chmod or "", "from": from_id})
+        key_out.append(key)
+        if b._cached(st, key, say=False):
+            return True
+        cfg = json.loads(json.dumps(st.raw.get("config") or {}))
+        with b._scratch_snapshot(st.image_id) as skey:
+            with fsops.snapshot_root(b.snap.mounts(skey)) as root:
+                owner = fsops.resolve_chown(root, plan.chown) if plan.chown else None
+                if not dest_dir and fsops.is_dir(root, plan.dest):
+                    dest_dir = True
+                for gtree, sources, archive in groups:
+                    if archive:
+                        _extract(root, gtree, sources[0], plan.dest)
+                        continue
+                    top_dir = sources[0].dest == ""
+                    fsops.copy_sources(root, gtree, sources, plan.dest, dest_is_dir=dest_dir or top_dir,
+                                       chown=owner if (owner or gtree is not b.ctx.tree) else (0, 0),
+                                       chmod=plan.chmod)
+                for src in plan.srcs:
+                    name = _heredoc_name(src)
+                    if name is not None and name in plan.heredocs:
+                        path = posixpath.join(plan.dest, name) if dest_dir else plan.dest
+                        uid, gid = owner or (0, 0)
+                        fsops.write_file(root, path, plan.heredocs[name], uid=uid, gid=gid,
+                                         mode=plan.chmod if plan.chmod is not None else 0o644)
+            layer = b._diff(skey)
+        iid = b._commit(st, cfg, text, layer)
+        b.cache.put(key, iid)
+        return False
+
+
+def _stat_isreg(s: Source) -> bool:
+    import stat
+
+    return stat.S_ISREG(s.st.st_mode)
+
+
+def _extract(root: int, tree: SourceTree, src: Source, dest: str) -> None:
+    from berth.archive import apply_layer
+
+    dfd = fsops.mkdirs(root, dest)
+    try:
+        f = tree.open_file(src.src)
+        with os.fdopen(f, "rb") as fh:
+            apply_layer(fh, f"/proc/self/fd/{dfd}", whiteout_mode="delete")
+    finally:
+        os.close(dfd)
+
+
+async def _copy_step(b: Builder, st: Stage, ins: Instruction, *, add: bool) -> None:
+    """COPY / ADD: sources hashed for the cache key, written into a private snapshot, diffed."""
+    plan = _plan_copy(b, st, ins, add)
+    if st.image_id is None:
+        b._ensure_image(st)
+    hit = await asyncio.to_thread(_copy_work, b, st, plan, [])
+    if hit:
+        b.say(" ---> Using cache\n")
+    b._done(st)
+
+
+async def _workdir_step(b: Builder, st: Stage, cfg: dict, text: str) -> None:
+    """WORKDIR: the directory is made (a layer) if the image does not have it, else metadata only."""
+    key = cache_key(st.image_id or "", text)
+    if b._cached(st, key):
+        b._done(st)
+        return
+
+    def work() -> None:
+        layer = None
+        with b._scratch_snapshot(st.image_id) as skey:
+            with fsops.snapshot_root(b.snap.mounts(skey)) as root:
+                created: list[str] = []
+                os.close(fsops.mkdirs(root, cfg["WorkingDir"], created=created))
+            if created:
+                layer = b._diff(skey)
+        b.cache.put(key, b._commit(st, cfg, text, layer))
+
+    await asyncio.to_thread(work)
+    b._done(st)
+
+
+def _open(engine: Any, context: Any, dockerfile: Any) -> tuple[BuildContext, Dockerfile]:
+    import io
+
+    tmp = os.path.join(engine.cfg.data_root, "tmp")
+    os.makedirs(tmp, mode=0o700, exist_ok=True)
+    if isinstance(context, BuildContext):
+        ctx = context
+    elif isinstance(context, (str, os.PathLike)):
+        ctx = BuildContext.from_dir(os.fspath(context))
+    elif isinstance(context, (bytes, bytearray)):
+        ctx = BuildContext.from_tar(io.BytesIO(bytes(context)), tmp)
+    elif hasattr(context, "read"):
+        ctx = BuildContext.from_tar(context, tmp)
+    else:
+        raise InvalidArgument("build context must be a directory, a tar stream or tar bytes")
+    try:
+        if isinstance(dockerfile, (bytes, bytearray)):
+            data = bytes(dockerfile)
+        elif isinstance(dockerfile, os.PathLike):
+            with open(os.fspath(dockerfile), "rb") as f:
+                data = f.read(4 << 20 + 1)
+        else:
+            data = ctx.read_dockerfile(dockerfile or "Dockerfile")
+        return ctx, parse(data)
+    except BaseException:
+        ctx.close()
+        raise
+
+
+async def build(engine: Any, context: str | os.PathLike | bytes | BinaryIO | BuildContext, *,
+                dockerfile: str | bytes | os.PathLike = "Dockerfile", tags: Sequence[str] = (),
+                build_args: Mapping[str, str] | None = None, target: str | None = None,
+                no_cache: bool = False, labels: Mapping[str, str] | None = None, network: str = "none",
+                rm: bool = True, force_rm: bool = False, quiet: bool = False,
+                limits: BuildLimits | None = None) -> AsyncIterator[dict]:
+    """Build an image; yields Docker's JSON messages (``stream``, ``aux``, ``errorDetail``).
+
+    context: a directory, a tar stream (file object) or tar bytes (plain, gzip or zstd).
+    dockerfile: a path inside the context (str), the Dockerfile's content (bytes), or a host file
+    outside the context (``os.PathLike``, e.g. ``pathlib.Path``).
+    """
+    try:
+        ctx, df = await asyncio.to_thread(_open, engine, context, dockerfile)
+    except BerthError as e:
+        yield {"errorDetail": {"message": str(e)}, "error": str(e)}
+        return
+    q: asyncio.Queue = asyncio.Queue()
+    try:
+        b = Builder(engine, ctx, df, emit=q.put_nowait, tags=tags, build_args=build_args, target=target,
+                    no_cache=no_cache, labels=labels, network=network, rm=rm, force_rm=force_rm, quiet=quiet,
+                    limits=limits)
+    except BerthError as e:
+        if ctx is not context:
+            ctx.close()
+        yield {"errorDetail": {"message": str(e)}, "error": str(e)}
+        return
+    task = asyncio.get_running_loop().create_task(b.execute())
+    task.add_done_callback(lambda _t: q.put_nowait(_DONE))
+    try:
+        while True:
+            m = await q.get()
+            if m is _DONE:
+                break
+            yield m
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        if ctx is not context:
+            await asyncio.to_thread(ctx.close)

@@ -1,0 +1,69 @@
+"""The build cache: a key per instruction → the image that instruction produced.
+
+key = sha256 over (parent image ID, the instruction text after substitution, the build args in
+use, and for COPY/ADD a content hash of the sources with mode and ownership). The mapping lives in
+SQLite (``db.migrate("build_cache", ...)``); an entry whose image is gone is a miss (and dropped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+_MIGRATIONS = [
+    """
+    CREATE TABLE build_cache (
+        key TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE INDEX build_cache_by_image ON build_cache(image_id)
+    """,
+]
+
+
+def cache_key(parent: str, text: str, args: Mapping[str, str] | None = None, content: str = "",
+              extra: Mapping[str, Any] | None = None) -> str:
+    """The cache key of one instruction applied on parent (an image ID, or "" for scratch)."""
+    doc = {
+        "v": 1,
+        "parent": parent or "",
+        "text": text,
+        "args": sorted((args or {}).items()),
+        "content": content,
+        "extra": dict(sorted((extra or {}).items())),
+    }
+    return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+class BuildCache:
+    """key → image ID, in the engine's metadata database."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        db.migrate("build_cache", _MIGRATIONS)
+
+    def get(self, key: str) -> str | None:
+        row = self.db.query_one("SELECT image_id FROM build_cache WHERE key=?", (key,))
+        return row["image_id"] if row else None
+
+    def put(self, key: str, image_id: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO build_cache(key, image_id, created) VALUES(?, ?, ?)",
+                         (key, image_id, time.time()))
+
+    def drop(self, key: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM build_cache WHERE key=?", (key,))
+
+    def prune(self) -> int:
+        """Forget every entry (the images stay until they are removed); returns how many."""
+        with self.db.transaction() as conn:
+            return conn.execute("DELETE FROM build_cache").rowcount
+
+    def __len__(self) -> int:
+        row = self.db.query_one("SELECT COUNT(*) AS n FROM build_cache")
+        return int(row["n"]) if row else 0
