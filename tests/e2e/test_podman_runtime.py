@@ -35,6 +35,8 @@ def podman(tmp_path, busybox_rootfs_template):
             raise AssertionError(f"podman {args}: {p.returncode}\n{p.stdout}\n{p.stderr}")
         return p
 
+    parents = [f"/sys/fs/cgroup/{c}/libpod_parent" for c in os.listdir("/sys/fs/cgroup")]
+    new_parents = [d for d in parents if not os.path.exists(d)]
     tar = tmp_path / "busybox.tar"
     with tarfile.open(tar, "w") as tf:
         tf.add(busybox_rootfs_template, arcname=".")
@@ -44,6 +46,12 @@ def podman(tmp_path, busybox_rootfs_template):
     for cid in ids:
         run("rm", "-f", "-t", "0", cid, check=False)
     run("system", "reset", "-f", check=False)
+    for top in new_parents:  # podman's parent cgroup (and its conmon child), made for this test
+        for d in sorted((dp for dp, _, _ in os.walk(top)), key=len, reverse=True):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
     left = mounts_under(str(tmp_path)) + mounts_under(short)
     shutil.rmtree(short, ignore_errors=True)
     for cid in ids:
