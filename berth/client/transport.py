@@ -10,9 +10,7 @@ import json
 import os
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
 
 from berth.errors import BerthError, InvalidArgument, Unavailable, from_status
 
@@ -25,12 +23,18 @@ class ConnectionFailed(Unavailable):
     """The engine could not be reached at all."""
 
 
-@dataclass
 class TLSConfig:
-    verify: bool = False
-    ca: str | None = None
-    cert: str | None = None
-    key: str | None = None
+    """Client TLS settings: verify the server against ``ca``; present ``cert``/``key`` if given."""
+
+    def __init__(self, verify: bool = False, ca: str | None = None, cert: str | None = None,
+                 key: str | None = None) -> None:
+        self.verify, self.ca, self.cert, self.key = verify, ca, cert, key
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TLSConfig) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return f"TLSConfig({self.verify!r}, {self.ca!r}, {self.cert!r}, {self.key!r})"
 
 
 def tls_from_env(env: dict[str, str] | None = None, verify: bool | None = None) -> TLSConfig | None:
@@ -331,6 +335,19 @@ def error_from(resp: Response) -> BerthError:
         err = from_status(resp.status, msg)
     err.http_status = resp.status
     return err
+
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+def quote(s: str, safe: str = "") -> str:
+    """Percent-encode like urllib.parse.quote (kept local: urllib.parse costs start-up time)."""
+    ok = _UNRESERVED | frozenset(safe.encode())
+    return "".join(chr(b) if b in ok else f"%{b:02X}" for b in s.encode("utf-8"))
+
+
+def urlencode(items: list[tuple[str, str]]) -> str:
+    return "&".join(f"{quote(k)}={quote(v)}" for k, v in items)
 
 
 def quote_ref(name: str) -> str:

@@ -465,12 +465,20 @@ class ServerThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def __exit__(self, *exc: Any) -> None:
+        self.call(self._stop_containers())
         self.call(self.server.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+
+    async def _stop_containers(self) -> None:
+        conts = getattr(self.engine, "containers", {}).values()
+        tasks = [c.task for c in conts if c.task and not c.task.done()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     @property
     def url(self) -> str:

@@ -1,0 +1,106 @@
+"""``berth``: the docker-compatible command line. Global flags, then a lazily imported command module."""
+
+from __future__ import annotations
+
+import sys
+
+from berth.cli.flags import Flag, UsageError, parse, usage_text
+
+GLOBAL_FLAGS = [
+    Flag(("-H", "--host"), "host", list, help="Daemon socket to connect to"),
+    Flag(("--tls",), "tls", bool, help="Use TLS; implied by --tlsverify"),
+    Flag(("--tlsverify",), "tlsverify", bool, help="Use TLS and verify the remote"),
+    Flag(("--tlscacert",), "tlscacert", str, help="Trust certs signed only by this CA"),
+    Flag(("--tlscert",), "tlscert", str, help="Path to TLS certificate file"),
+    Flag(("--tlskey",), "tlskey", str, help="Path to TLS key file"),
+    Flag(("-D", "--debug"), "debug", bool, help="Enable debug mode"),
+    Flag(("-l", "--log-level"), "log_level", str, "info", help="Set the logging level"),
+    Flag(("--config",), "config", str, help="Location of client config files"),
+    Flag(("-v", "--version"), "version", bool, help="Print version information and quit"),
+]
+
+# command words → module in berth.cli.commands
+COMMANDS = {
+    "version": "version", "info": "info", "ps": "ps", "images": "images", "inspect": "inspect",
+    "rm": "rm", "stop": "stop", "kill": "kill", "logs": "logs", "wait": "wait",
+}
+ALIASES = {
+    ("container", "ls"): "ps", ("container", "ps"): "ps", ("container", "list"): "ps",
+    ("container", "rm"): "rm", ("container", "stop"): "stop", ("container", "kill"): "kill",
+    ("container", "logs"): "logs", ("container", "wait"): "wait", ("container", "inspect"): "inspect",
+    ("image", "ls"): "images", ("image", "list"): "images", ("image", "inspect"): "inspect",
+    ("system", "info"): "info",
+}
+
+MAIN_USAGE = """Usage:  berth [OPTIONS] COMMAND
+
+A container platform with the shape of Docker
+
+Commands:
+  ps          List containers
+  images      List images
+  inspect     Return low-level information on objects
+  logs        Fetch the logs of a container
+  stop        Stop one or more running containers
+  kill        Kill one or more running containers
+  rm          Remove one or more containers
+  wait        Block until containers stop, then print their exit codes
+  info        Display system-wide information
+  version     Show the berth version information
+
+Global Options:
+"""
+
+
+def _resolve(words: list[str]) -> tuple[str | None, str, list[str]]:
+    if len(words) >= 2 and (words[0], words[1]) in ALIASES:
+        return ALIASES[(words[0], words[1])], f"{words[0]} {words[1]}", words[2:]
+    return COMMANDS.get(words[0]), words[0], words[1:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    err = sys.stderr
+    try:
+        gopts, rest = parse(GLOBAL_FLAGS, argv, interspersed=False)
+    except UsageError as e:
+        print(f"{e}\nSee 'berth --help'.", file=err)
+        return 125
+    if gopts["version"]:
+        from berth import __version__
+        print(f"berth version {__version__}")
+        return 0
+    if not rest or gopts["help"]:
+        print(MAIN_USAGE + usage_text(GLOBAL_FLAGS))
+        return 0
+    module, name, args = _resolve(rest)
+    if module is None:
+        print(f"berth: '{rest[0]}' is not a berth command.\nSee 'berth --help'", file=err)
+        return 1
+    import importlib
+    mod = importlib.import_module(f"berth.cli.commands.{module}")
+    usage = f"Usage:  berth {name} {mod.USAGE}\n\n{mod.SUMMARY}"
+    try:
+        opts, args = parse(mod.FLAGS, args)
+    except UsageError as e:
+        print(f"{e}\nSee 'berth {name} --help'.", file=err)
+        return e.status
+    if opts["help"]:
+        print(f"\n{usage}\n\nOptions:\n{usage_text(mod.FLAGS)}")
+        return 0
+    min_args = getattr(mod, "MIN_ARGS", 0)
+    max_args = getattr(mod, "MAX_ARGS", None)
+    if len(args) < min_args or (max_args is not None and len(args) > max_args):
+        if max_args == 0:
+            want = f'"berth {name}" accepts no arguments.'
+        elif min_args == max_args:
+            want = f'"berth {name}" requires exactly {min_args} argument{"s" if min_args > 1 else ""}.'
+        elif len(args) < min_args:
+            want = f'"berth {name}" requires at least {min_args} argument{"s" if min_args > 1 else ""}.'
+        else:
+            want = f'"berth {name}" requires at most {max_args} argument{"s" if max_args != 1 else ""}.'
+        print(f"{want}\nSee 'berth {name} --help'.\n\n{usage}", file=err)
+        return 1
+    from berth.cli.context import Cli
+    cli = Cli(gopts)
+    return cli.run(mod.run, opts, args)
