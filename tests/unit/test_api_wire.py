@@ -362,3 +362,36 @@ def test_unix_socket_mode_and_stale_socket(tmp_path):
     with pytest.raises(InvalidArgument):
         with ServerThread(FakeEngine(), path):
             pass
+
+
+def test_keepalive_after_a_streamed_reply_and_100_continue(srv):
+    srv.engine.create_container("ka", {"Image": "busybox", "Cmd": ["echo", "x"]})
+    srv.call(srv.engine.start("ka"))
+    time.sleep(0.05)
+    with connect(srv) as s:
+        s.sendall(b"GET /containers/ka/logs?stdout=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, rest = read_head(s)
+        while not rest.endswith(b"0\r\n\r\n"):
+            rest += s.recv(4096)
+        assert StdcopyDecoder().feed(_dechunk(rest)) == [(1, b"x\n")]
+        body = b'{"Image": "busybox"}'
+        s.sendall(b"POST /containers/create HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        head, rest = read_head(s)
+        assert head.startswith(b"HTTP/1.1 100")
+        s.sendall(body)
+        head, rest = read_head(s) if not rest else (rest.partition(b"\r\n\r\n")[0], b"")
+        assert head.startswith(b"HTTP/1.1 201")
+
+
+def test_client_leaving_mid_attach_is_harmless(srv):
+    srv.engine.create_container("cut", {"Image": "busybox", "Cmd": ["lines", "1"], "OpenStdin": True})
+    s = connect(srv)
+    s.sendall(b"POST /containers/cut/attach?stdin=1&stdout=1&stream=1 HTTP/1.1\r\nHost: x\r\n"
+              b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+    read_head(s)
+    s.close()
+    srv.call(srv.engine.start("cut"))
+    time.sleep(0.1)
+    assert srv.engine._get("cut").subscribers == []
+    assert request(srv, b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
