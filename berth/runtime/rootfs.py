@@ -128,7 +128,9 @@ class RootfsSetup:
         """Propagation, self-bind of the rootfs, every spec mount, /dev set-up."""
         linux_cfg = self.spec.get("linux") or {}
         prop = mo_.PROPAGATION.get(linux_cfg.get("rootfsPropagation") or "", mo_.MS_SLAVE | mo_.MS_REC)
-        linux.mount(None, "/", None, prop | (mo_.MS_REC if prop & mo_.MS_SHARED == 0 else 0))
+        linux.mount(None, "/", None, prop)
+        if prop & mo_.MS_SHARED:
+            _parent_mount_private(self.rootfs)  # pivot_root refuses a shared parent
         linux.mount(self.rootfs, self.rootfs, "bind", mo_.MS_BIND | mo_.MS_REC)
         self.rootfd = os.open(self.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         mounts = self.spec.get("mounts") or []
@@ -283,6 +285,19 @@ class RootfsSetup:
             _mount(None, fd, None, mo_.MS_BIND | mo_.MS_REMOUNT | keep | flags, None, dest)
         finally:
             os.close(fd)
+
+
+def _parent_mount_private(path: str) -> None:
+    """Make the mount that contains path private if it is shared (as runc's rootfsParentMountPrivate)."""
+    best, shared = "", False
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split(" - ")[0].split()
+            mp = fields[4]
+            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) >= len(best):
+                best, shared = mp, any(o.startswith("shared:") for o in fields[6:])
+    if best and shared:
+        linux.mount(None, best, None, mo_.MS_PRIVATE)
 
 
 def _cgroup_hierarchies() -> dict[str, tuple[str, str]] | None:

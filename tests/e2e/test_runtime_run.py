@@ -280,3 +280,14 @@ def test_bind_mounts_devices_sysctl(tmp_path, busybox_rootfs_template, runtime, 
     assert lines[6].startswith("/scratch rw")
     assert lines[7:] == ["character special file 600 1000 1:3", "dev=ok", "1", "700"]
     assert (data / "x").exists()
+
+
+@pytest.mark.parametrize("prop", ["rshared", "rprivate", "slave"])
+def test_rootfs_propagation(tmp_path, busybox_rootfs_template, runtime, no_leaked_mounts, prop):
+    bundle, spec = make_bundle(tmp_path, busybox_rootfs_template,
+                               ["sh", "-c", "grep -c . /proc/self/mountinfo"])
+    spec["linux"]["rootfsPropagation"] = prop
+    write_spec(bundle, spec)
+    p = runtime("run", "-b", bundle, runtime.track(new_id()))
+    assert p.returncode == 0, p.stderr
+    assert int(p.stdout) > 5
