@@ -291,3 +291,22 @@ def test_rootfs_propagation(tmp_path, busybox_rootfs_template, runtime, no_leake
     p = runtime("run", "-b", bundle, runtime.track(new_id()))
     assert p.returncode == 0, p.stderr
     assert int(p.stdout) > 5
+
+
+def test_cwd_through_a_host_fd_is_refused(tmp_path, busybox_rootfs_template, runtime):
+    """CVE-2024-21626 shape: cwd /proc/self/fd/3 where fd 3 is a host directory."""
+    import subprocess
+
+    bundle, spec = make_bundle(tmp_path, busybox_rootfs_template, ["sh", "-c", "pwd; ls"])
+    spec["process"]["cwd"] = "/proc/self/fd/3"
+    write_spec(bundle, spec)
+    hostdir = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        p = subprocess.run([runtime.path, "--root", runtime.root, "run", "--preserve-fds", "1", "-b", bundle,
+                            runtime.track(new_id())], capture_output=True, text=True, timeout=60,
+                           pass_fds=(3,), preexec_fn=lambda: os.dup2(hostdir, 3))
+    finally:
+        os.close(hostdir)
+    assert p.returncode != 0
+    assert "outside the container root" in p.stderr
+    assert "bundle" not in p.stdout
