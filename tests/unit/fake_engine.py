@@ -483,3 +483,23 @@ class ServerThread:
     @property
     def url(self) -> str:
         return "unix://" + self.path
+
+
+def make_test_certs(d: str) -> str:
+    """A throw-away CA, a server cert for 127.0.0.1 and a client cert in directory d (needs openssl)."""
+    import subprocess
+
+    def ossl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem",
+         "-days", "1", "-subj", "/CN=test-ca")
+    for name, cn, ext in (("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1\n"),
+                          ("client", "client", "extendedKeyUsage=clientAuth\n")):
+        ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}-key.pem", "-out", f"{name}.csr",
+             "-subj", f"/CN={cn}")
+        with open(os.path.join(d, f"{name}.ext"), "w") as f:
+            f.write(ext)
+        ossl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+             "-CAcreateserial", "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext")
+    return d

@@ -59,6 +59,7 @@ def test_docker_py_flows(srv):
 
 def docker_cli(srv, *args, stdin=None, check=True):
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DOCKER_HOST": srv.url,
+           **{k: v for k, v in os.environ.items() if k == "DOCKER_API_VERSION"},
            "DOCKER_CONFIG": os.path.join(os.path.dirname(srv.path), "dockercfg"), "HOME": "/nonexistent"}
     p = subprocess.run([DOCKER, *args], env=env, capture_output=True, text=True, timeout=30, input=stdin)
     if check:
@@ -116,3 +117,28 @@ def test_docker_cli_run_exec_logs_wait(srv):
     docker_cli(srv, "kill", "bg")
     p = docker_cli(srv, "kill", "bg", check=False)
     assert p.returncode == 1 and "is not running" in p.stderr
+
+
+@pytest.mark.skipif(not shutil.which(DOCKER), reason="docker CLI not installed")
+def test_docker_cli_events_stop_and_old_api_version(srv):
+    import time
+    docker_cli(srv, "create", "--name", "ev", "busybox", "sleep", "5")
+    docker_cli(srv, "start", "ev")
+    p = docker_cli(srv, "stop", "ev")
+    assert p.stdout.strip() == "ev"
+    p = docker_cli(srv, "stop", "ev")  # 304: already stopped, still success
+    assert p.stdout.strip() == "ev"
+    until = str(int(time.time()) + 1)
+    p = docker_cli(srv, "events", "--since", "0", "--until", until,
+                   "--format", "{{.Action}} {{.Actor.Attributes.name}}")
+    assert p.stdout.splitlines()[:3] == ["create ev", "start ev", "die ev"]
+    env_version = os.environ.get("DOCKER_API_VERSION")
+    os.environ["DOCKER_API_VERSION"] = "1.41"
+    try:
+        p = docker_cli(srv, "run", "--rm", "busybox", "echo", "old", "api")
+        assert p.stdout == "old api\n"
+    finally:
+        if env_version is None:
+            del os.environ["DOCKER_API_VERSION"]
+        else:
+            os.environ["DOCKER_API_VERSION"] = env_version

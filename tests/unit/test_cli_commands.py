@@ -151,3 +151,30 @@ def _timed(cmd, env) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, env=env, capture_output=True, timeout=30)
     return time.perf_counter() - t0
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/openssl"), reason="openssl not installed")
+def test_cli_over_mutual_tls(tmp_path, capsys, monkeypatch):
+    from berth.api.server import tls_context
+    from tests.unit.fake_engine import make_test_certs
+    for k in ("BERTH_HOST", "DOCKER_HOST", "BERTH_TLS_VERIFY", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
+        monkeypatch.delenv(k, raising=False)
+    d = make_test_certs(str(tmp_path))
+    with ServerThread(FakeEngine(), str(tmp_path / "s.sock")) as srv:
+        ctx = tls_context(f"{d}/server.pem", f"{d}/server-key.pem", f"{d}/ca.pem", verify=True)
+        port = srv.call(srv.server.listen_tcp("127.0.0.1", 0, ctx))
+        host = f"tcp://127.0.0.1:{port}"
+        rc, out, err = berth(capsys, "-H", host, "--tlsverify", "--tlscacert", f"{d}/ca.pem",
+                             "--tlscert", f"{d}/client.pem", "--tlskey", f"{d}/client-key.pem",
+                             "version", "-f", "{{.Server.ApiVersion}}")
+        assert (rc, out) == (0, "1.44\n"), err
+        # the same through the environment: BERTH_CERT_PATH holds ca.pem, cert.pem, key.pem
+        for src, dst in (("client.pem", "cert.pem"), ("client-key.pem", "key.pem")):
+            os.link(f"{d}/{src}", f"{d}/{dst}")
+        monkeypatch.setenv("BERTH_TLS_VERIFY", "1")
+        monkeypatch.setenv("BERTH_CERT_PATH", d)
+        rc, out, err = berth(capsys, "-H", host, "info", "-f", "{{.OSType}}")
+        assert (rc, out) == (0, "linux\n"), err
+        monkeypatch.delenv("BERTH_TLS_VERIFY")
+        rc, out, err = berth(capsys, "-H", host, "info")
+        assert rc == 1 and "closed the connection" in err  # plain HTTP to a TLS port

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import threading
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from berth.client.api import Client
 from berth.client.transport import ConnectionFailed, TLSConfig, parse_host, resolve_host, tls_from_env
 from berth.errors import Conflict, InvalidArgument, NotFound
-from tests.unit.fake_engine import FakeEngine, ServerThread
+from tests.unit.fake_engine import FakeEngine, ServerThread, make_test_certs
 
 
 @pytest.fixture
@@ -132,23 +131,9 @@ async def _create(engine, name):
     return engine.create_container(name, {"Image": "busybox"})
 
 
-def _openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
 def test_mutual_tls_over_tcp(tmp_path):
-    d = str(tmp_path)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem",
-             "-days", "1", "-subj", "/CN=test-ca", cwd=d)
-    for name, cn in (("server", "127.0.0.1"), ("client", "client")):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}-key.pem", "-out", f"{name}.csr",
-                 "-subj", f"/CN={cn}", cwd=d)
-        ext = tmp_path / f"{name}.ext"
-        ext.write_text("subjectAltName=IP:127.0.0.1\n" if name == "server"
-                       else "extendedKeyUsage=clientAuth\n")
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
-                 "-CAcreateserial", "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext", cwd=d)
+    d = make_test_certs(str(tmp_path))
     from berth.api.server import tls_context
     with ServerThread(FakeEngine(), str(tmp_path / "s.sock")) as srv:
         ctx = tls_context(f"{d}/server.pem", f"{d}/server-key.pem", f"{d}/ca.pem", verify=True)
