@@ -134,14 +134,9 @@ def _one_id(pos: list[str], verb: str, extra: int = 0) -> str:
 
 
 def _print_json(obj, indent: bool = False) -> None:  # noqa: ANN001
-    if indent:
-        import json
+    from berth.runtime import fastjson
 
-        sys.stdout.write(json.dumps(obj, indent=2) + "\n")
-    else:
-        from berth.runtime import fastjson
-
-        sys.stdout.write(fastjson.dumps(obj) + "\n")
+    sys.stdout.write((fastjson.dumps_indent(obj) if indent else fastjson.dumps(obj)) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

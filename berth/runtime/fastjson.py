@@ -68,3 +68,15 @@ def dumps(obj: Any) -> str:
         _enc = _json.make_encoder(None, _default, _json.encode_basestring_ascii, None, ":", ",",
                                   False, False, True)
     return "".join(_enc(obj, 0))
+
+
+def dumps_indent(obj: Any, indent: str = "  ", _level: int = 0) -> str:
+    """Pretty JSON like json.dumps(obj, indent=2), without importing json."""
+    pad = indent * (_level + 1)
+    if isinstance(obj, dict) and obj:
+        items = [f"{pad}{dumps(str(k))}: {dumps_indent(v, indent, _level + 1)}" for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + indent * _level + "}"
+    if isinstance(obj, list) and obj:
+        items = [pad + dumps_indent(v, indent, _level + 1) for v in obj]
+        return "[\n" + ",\n".join(items) + "\n" + indent * _level + "]"
+    return dumps(obj)

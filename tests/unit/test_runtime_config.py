@@ -232,3 +232,8 @@ def test_parse_size_rejects():
 
     with pytest.raises(UsageError):
         parse_size("lots")
+
+
+@pytest.mark.parametrize("doc", [{"a": [1, {"b": None}], "c": {}, "d": []}, [], {}, "x", [[1], [2, 3]]])
+def test_fastjson_indent_matches_json(doc):
+    assert fastjson.dumps_indent(doc) == json.dumps(doc, indent=2)
