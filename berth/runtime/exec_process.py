@@ -81,7 +81,8 @@ def exec_(c: state_mod.Container, proc: dict, *, detach: bool = False, pid_file:
             fds[t] = fd
         if not c.alive():
             raise Conflict("cannot exec in a stopped container")
-        mgr = container.cgroup_manager(spec, c.id, c.data.get("systemd_cgroup", False))
+        cg_paths = sorted(set((c.data.get("cgroup_paths") or {}).values()))
+        mgr = None if cg_paths else container.cgroup_manager(spec, c.id, c.data.get("systemd_cgroup", False))
         console_fd = ours = master = -1
         if foreground_tty:
             from berth.runtime import tty
@@ -114,7 +115,10 @@ def exec_(c: state_mod.Container, proc: dict, *, detach: bool = False, pid_file:
                 os.close(back)
         cchan.close()
         try:
-            mgr.add(pid)
+            if mgr is not None:
+                mgr.add(pid)
+            else:
+                join_cgroups(cg_paths, pid)
             pchan.send("go")
             msg = pchan.recv()
             if not msg and ours >= 0:
@@ -142,6 +146,16 @@ def exec_(c: state_mod.Container, proc: dict, *, detach: bool = False, pid_file:
         tty.proxy(master)
         os.close(master)
     return container.wait_exit(pid)
+
+
+def join_cgroups(paths: list[str], pid: int) -> None:
+    """Put pid into the container's cgroups, by the directories recorded at create time."""
+    for d in paths:
+        fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(pid).encode())
+        finally:
+            os.close(fd)
 
 
 def _child(ctx: InitContext, proc: dict, fds: dict[str, int]) -> None:
