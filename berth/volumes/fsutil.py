@@ -23,6 +23,18 @@ def mount_id(fd: int) -> int:
     raise OSError(f"no mnt_id for fd {fd}")
 
 
+def mounts_below(path: str) -> list[str]:
+    """Mount points at or below path in this mount namespace (from /proc/self/mountinfo)."""
+    real = os.path.realpath(path).rstrip("/")
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4].encode().decode("unicode_escape")
+            if mp == real or mp.startswith(real + "/"):
+                out.append(mp)
+    return out
+
+
 def clear_dir(dir_fd: int, *, where: str = "") -> None:
     """Remove everything inside the directory open at dir_fd, staying on its mount."""
     mnt = mount_id(dir_fd)

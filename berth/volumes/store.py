@@ -21,7 +21,7 @@ from berth.errors import AlreadyExists, BerthError, Conflict, InvalidArgument, N
 from berth.metadata.db import Database
 from berth.volumes import filters as flt
 from berth.volumes import local
-from berth.volumes.fsutil import is_empty, remove_tree, tree_size
+from berth.volumes.fsutil import is_empty, mounts_below, remove_tree, tree_size
 from berth.volumes.mountspec import ResolvedMount, create_bind_sources
 from berth.volumes.names import ANONYMOUS_LABEL, new_anonymous_name, validate_name
 
@@ -190,6 +190,9 @@ class VolumeStore:
     def _delete(self, row: sqlite3.Row) -> None:
         name = row["name"]
         local.unmount_device(row["mountpoint"])
+        left = mounts_below(os.path.join(self.dir, name))
+        if left:
+            raise Conflict(f"remove {name}: a mount is still in place there: {left[0]}")
         trash = os.path.join(self.dir, f".trash-{secrets.token_hex(8)}")
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM volumes WHERE name=?", (name,))
