@@ -180,7 +180,10 @@ def create(root: str, cid: str, opts: Options) -> state_mod.Container:
                     f.write(str(oom))
             except OSError as e:
                 raise InvalidArgument(f"process.oomScoreAdj={oom}: {e.strerror}") from None
-        pchan.send("go")
+        try:
+            pchan.send("go")
+        except BrokenPipeError:
+            pass  # init failed already: its message is waiting
         while True:
             msg = pchan.recv()
             word, _, arg = msg.partition(" ")

@@ -115,17 +115,31 @@ def exec_(c: state_mod.Container, proc: dict, *, detach: bool = False, pid_file:
                 os.close(back)
         cchan.close()
         try:
-            if mgr is not None:
-                mgr.add(pid)
-            else:
-                join_cgroups(cg_paths, pid)
-            pchan.send("go")
+            try:
+                if mgr is not None:
+                    mgr.add(pid)
+                else:
+                    join_cgroups(cg_paths, pid)
+            except OSError:
+                if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                    raise
+                msg = pchan.recv()  # the child is gone: its own error explains why
+                raise ChildError(msg.split(" ", 2)[-1] if msg.startswith("error ") else
+                                 "exec process exited before joining the cgroup",
+                                 int(msg.split(" ")[1]) if msg.startswith("error ") else 1) from None
+            try:
+                pchan.send("go")
+            except BrokenPipeError:
+                pass  # the child failed already: its message is waiting
             msg = pchan.recv()
             if not msg and ours >= 0:
                 master = tty.recv_fd(ours)
         except BaseException:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
+            try:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
             raise
         if msg:
             container.wait_exit(pid)
@@ -184,7 +198,6 @@ def _setup(ctx: InitContext, proc: dict, fds: dict[str, int]) -> None:
     from berth.runtime.init import preload
     from berth.sys import linux
 
-    ctx.chan.expect("go")
     spec = dict(ctx.spec, process=proc)
     preload(spec, ctx.seccomp_bpf is not None)
     for t in JOIN_ORDER:
@@ -211,6 +224,7 @@ def _setup(ctx: InitContext, proc: dict, fds: dict[str, int]) -> None:
         env["HOME"] = process.home_of((proc.get("user") or {}).get("uid", 0))
     path = process.lookup(proc["args"][0], env)
     process.close_fds(3 + ctx.preserve_fds)
+    ctx.chan.expect("go")  # the runtime has put us in the container's cgroups meanwhile
     fin.last()
     try:
         os.execve(path, proc["args"], env)

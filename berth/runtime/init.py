@@ -35,8 +35,8 @@ class InitContext:
         self.seccomp_bpf = seccomp_bpf
 
 
-def preload(spec: dict, compiled: bool = False) -> None:
-    """Import every module the post-pivot steps use, then turn the import system off."""
+def preload(spec: dict, compiled: bool = False, *, seal: bool = True) -> None:
+    """Import every module the post-pivot steps use, then (seal) turn the import system off."""
     import _socket  # noqa: F401
     import fcntl  # noqa: F401
     import resource  # noqa: F401
@@ -56,7 +56,8 @@ def preload(spec: dict, compiled: bool = False) -> None:
         from berth.runtime import seccomp
 
         seccomp._libseccomp()
-    seal_imports()
+    if seal:
+        seal_imports()
 
 
 def seal_imports() -> None:
@@ -188,6 +189,7 @@ def _stage(ctx: InitContext) -> None:
         linux.unshare(flags)
         if "network" in ns and not ns["network"]:
             loopback_up()
+        preload(spec, ctx.seccomp_bpf is not None, seal=False)  # while the runtime fills the cgroup
         ctx.chan.expect("go")
         if "cgroup" in ns and not ns["cgroup"]:
             linux.unshare(linux.CLONE_NEWCGROUP)
