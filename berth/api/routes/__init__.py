@@ -6,8 +6,8 @@ from berth.api.router import Router
 
 
 def default_router() -> Router:
-    from berth.api.routes import containers, exec, images, system
+    from berth.api.routes import build, containers, exec, images, networks, system, volumes
     r = Router()
-    for mod in (system, containers, exec, images):
+    for mod in (system, containers, exec, images, networks, volumes, build):
         mod.register(r)
     return r

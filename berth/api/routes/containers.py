@@ -6,6 +6,7 @@ import asyncio
 
 from berth.api.http import Request, Response, json_response, no_content
 from berth.api.router import Router
+from berth.api.routes._util import method, result, stream_bytes
 from berth.api.streams import MULTIPLEXED, RAW_STREAM, StdioStreams, frame, parse_detach_keys
 from berth.errors import InvalidArgument, NotModified
 
@@ -157,8 +158,90 @@ async def logs(req: Request, engine) -> None:
     await out.end()
 
 
+def _stat_header(info: dict) -> str:
+    """X-Docker-Container-Path-Stat: standard base64 of the JSON path stat."""
+    import base64
+    return base64.b64encode(_json(info)).decode()
+
+
+def _archive_path(req: Request) -> str:
+    path = req.q("path")
+    if not path:
+        raise InvalidArgument("path is required")
+    return path
+
+
+async def archive_head(req: Request, engine) -> Response:
+    info = await result(method(engine, "archive_stat")(req.vars["id"], _archive_path(req)))
+    return Response(200, headers=[("X-Docker-Container-Path-Stat", _stat_header(info)),
+                                  ("Content-Length", "0")])
+
+
+async def archive_get(req: Request, engine) -> None:
+    info, chunks = await method(engine, "archive_get")(req.vars["id"], _archive_path(req))
+    await stream_bytes(req, chunks, "application/x-tar",
+                       [("X-Docker-Container-Path-Stat", _stat_header(info))])
+
+
+async def archive_put(req: Request, engine) -> Response:
+    await method(engine, "archive_put")(req.vars["id"], _archive_path(req), req.stream(),
+                                        no_overwrite_dir_non_dir=req.qbool("noOverwriteDirNonDir"),
+                                        copy_uid_gid=req.qbool("copyUIDGID"))
+    return Response(200)
+
+
+async def export(req: Request, engine) -> None:
+    await stream_bytes(req, method(engine, "export_container")(req.vars["id"]), "application/x-tar")
+
+
+async def changes(req: Request, engine) -> Response:
+    return json_response(await result(method(engine, "container_changes")(req.vars["id"])))
+
+
+async def stats(req: Request, engine) -> Response | None:
+    stream = req.qbool("stream", default=True)
+    it = method(engine, "stats")(req.vars["id"], stream=stream, one_shot=req.qbool("one-shot"))
+    if not stream:
+        async for first in it:
+            return json_response(first)
+        return json_response({})
+    from berth.api.streams import stream_messages
+    await stream_messages(req, it)
+    return None
+
+
+async def update(req: Request, engine) -> Response:
+    body = await req.json(default={})
+    return json_response(await result(method(engine, "update_container")(req.vars["id"], body)))
+
+
+async def prune(req: Request, engine) -> Response:
+    return json_response(await result(method(engine, "prune_containers")(req.filters())))
+
+
+async def commit(req: Request, engine) -> Response:
+    container = req.q("container")
+    if not container:
+        raise InvalidArgument("container is required")
+    config = await req.json(default=None)
+    committed = await result(method(engine, "commit_container")(
+        container, repo=req.q("repo") or None, tag=req.q("tag") or None, comment=req.q("comment") or "",
+        author=req.q("author") or "", changes=req.qlist("changes"), pause=req.qbool("pause", default=True),
+        config=config))
+    return json_response(committed, 201)
+
+
 def register(r: Router) -> None:
     r.add("POST", "/containers/create", create)
+    r.add("POST", "/containers/prune", prune)
+    r.add("POST", "/commit", commit)
+    r.add("HEAD", "/containers/{id}/archive", archive_head)
+    r.add("GET", "/containers/{id}/archive", archive_get)
+    r.add("PUT", "/containers/{id}/archive", archive_put)
+    r.add("GET", "/containers/{id}/export", export)
+    r.add("GET", "/containers/{id}/changes", changes)
+    r.add("GET", "/containers/{id}/stats", stats)
+    r.add("POST", "/containers/{id}/update", update)
     r.add("GET", "/containers/json", list_)
     r.add("GET", "/containers/{id}/json", inspect)
     r.add("POST", "/containers/{id}/start", start)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from berth.api.http import Request, Response, json_response
 from berth.api.router import Router
+from berth.api.routes._util import method, result, stream_bytes
 from berth.api.streams import stream_messages
 from berth.errors import InvalidArgument
 
@@ -61,22 +62,18 @@ async def save(req: Request, engine) -> None:
     names = req.qlist("names") or ([req.vars["name"]] if "name" in req.vars else [])
     if not names:
         raise InvalidArgument("no image names given")
-    it = engine.save_images(names).__aiter__()
-    try:
-        first = await it.__anext__()  # errors (404) before the headers go out
-    except StopAsyncIteration:
-        first = b""
-    out = await req.start_stream(content_type="application/x-tar")
-    await out.write(first)
-    async for chunk in it:
-        await out.write(chunk)
-    await out.end()
+    await stream_bytes(req, engine.save_images(names), "application/x-tar")
+
+
+async def prune(req: Request, engine) -> Response:
+    return json_response(await result(method(engine, "prune_images")(req.filters())))
 
 
 def register(r: Router) -> None:
     r.add("GET", "/images/json", list_)
     r.add("POST", "/images/create", create)
     r.add("POST", "/images/load", load)
+    r.add("POST", "/images/prune", prune)
     r.add("GET", "/images/get", save)
     r.add("GET", "/images/{name:*}/json", inspect)
     r.add("GET", "/images/{name:*}/history", history)
