@@ -172,18 +172,25 @@ def create(root: str, cid: str, opts: Options) -> state_mod.Container:
             stage1 = child_pid
         else:
             pid = child_pid
-        mgr.add(child_pid)
-        oom = proc.get("oomScoreAdj")
-        if oom is not None:
-            try:
-                with open(f"/proc/{child_pid}/oom_score_adj", "w") as f:
-                    f.write(str(oom))
-            except OSError as e:
-                raise InvalidArgument(f"process.oomScoreAdj={oom}: {e.strerror}") from None
         try:
+            mgr.add(child_pid)
+            oom = proc.get("oomScoreAdj")
+            if oom is not None:
+                try:
+                    with open(f"/proc/{child_pid}/oom_score_adj", "w") as f:
+                        f.write(str(oom))
+                except OSError as e:
+                    raise InvalidArgument(f"process.oomScoreAdj={oom}: {e.strerror}") from None
             pchan.send("go")
-        except BrokenPipeError:
-            pass  # init failed already: its message is waiting
+        except OSError:
+            if not os.waitpid(child_pid, os.WNOHANG)[0]:
+                raise
+            pid = stage1 = 0  # reaped; init failed already and its message is waiting
+            msg = pchan.recv()
+            if msg.startswith("error "):
+                _, code, text = msg.split(" ", 2)
+                raise ChildError(text, int(code)) from None
+            raise
         while True:
             msg = pchan.recv()
             word, _, arg = msg.partition(" ")
