@@ -69,12 +69,16 @@ class ResolvedMount:
         if self.type == "tmpfs":
             return {"destination": self.destination, "type": "tmpfs", "source": "tmpfs",
                     "options": list(self.options)}
+        if not self.source:
+            raise InvalidArgument(f"mount {self.destination}: volume {self.volume_name!r} has no source "
+                                  "(VolumeStore.prepare was not called)")
         return {"destination": self.destination, "type": "bind", "source": self.source,
                 "options": list(self.options)}
 
     def to_inspect(self) -> dict:
         """The container-inspect ``Mounts`` entry, as Docker shows it."""
-        d = {"Type": self.type, "Source": self.source, "Destination": self.destination,
+        d = {"Type": self.type, "Source": "" if self.type == "tmpfs" else self.source,
+             "Destination": self.destination,
              "Mode": self.mode, "RW": not self.read_only, "Propagation": self.propagation}
         if self.type == "volume":
             d = {"Type": "volume", "Name": self.volume_name, **{k: v for k, v in d.items() if k != "Type"},

@@ -345,3 +345,13 @@ def test_roundtrip_dict_and_inspect():
     assert m2 == m
     assert m.to_inspect() == {"Type": "volume", "Name": "data", "Source": "", "Destination": "/d",
                               "Mode": "ro", "RW": False, "Propagation": "", "Driver": "local"}
+
+
+def test_to_oci_needs_a_prepared_volume():
+    m = parse_bind("data:/d")
+    with pytest.raises(InvalidArgument, match="has no source"):
+        m.to_oci()
+    m.source = "/var/lib/berth/volumes/data/_data"
+    assert m.to_oci() == {"destination": "/d", "type": "bind", "source": m.source,
+                          "options": ["rbind", "rw", "rprivate"]}
+    assert parse_tmpfs("/t").to_inspect()["Source"] == ""
