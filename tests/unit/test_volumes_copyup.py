@@ -189,3 +189,33 @@ def test_ownership_setuid_devices_and_capabilities(dirs):
     assert (os.stat(vol / "sub").st_uid, os.stat(vol / "sub").st_gid) == (42, 43)
     root = os.stat(vol)
     assert (root.st_uid, root.st_gid, stat.S_IMODE(root.st_mode)) == (1000, 1001, 0o2775)
+
+
+def test_busybox_image_dir(busybox_rootfs, tmp_path):
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    assert copy_up(busybox_rootfs, "/bin", str(vol)) is True
+    assert os.readlink(vol / "sh") == "/bin/busybox"  # applet links stay links
+    assert os.path.getsize(vol / "busybox") == os.path.getsize(os.path.join(busybox_rootfs, "bin/busybox"))
+
+
+@pytest.mark.root
+def test_from_an_overlay_rootfs_whiteouts_hidden(tmp_path, no_leaked_mounts):
+    from berth.mount import Mount, mount_all, unmount_all
+
+    lower, upper, work, merged, vol = (tmp_path / n for n in ("lower", "upper", "work", "merged", "vol"))
+    for d in (lower / "data/old", upper / "data", work, merged, vol):
+        d.mkdir(parents=True)
+    (lower / "data/keep").write_text("lower")
+    (lower / "data/old/x").write_text("gone")
+    (lower / "data/gone").write_text("gone")
+    os.mknod(upper / "data/gone", stat.S_IFCHR | 0o600, 0)  # overlay whiteout
+    (upper / "data/new").write_text("upper")
+    mount_all([Mount("overlay", "overlay", [f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}"])],
+              str(merged))
+    try:
+        assert copy_up(str(merged), "/data", str(vol)) is True
+    finally:
+        unmount_all(str(merged))
+    assert sorted(os.listdir(vol)) == ["keep", "new", "old"]
+    assert (vol / "new").read_text() == "upper"

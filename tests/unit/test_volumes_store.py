@@ -308,3 +308,26 @@ def test_failed_device_mount_leaves_no_reference(store):
     with pytest.raises(Exception, match="failed to mount local volume"):
         store.mount("bad", "c1")
     assert store.users("bad") == []
+
+
+def test_concurrent_create_same_name(tmp_path, users):
+    import threading
+
+    db = Database(str(tmp_path / "meta.db"))
+    s = VolumeStore(db, str(tmp_path / "root"), in_use=users)
+    results, errors = [], []
+
+    def worker():
+        try:
+            results.append(s.create("shared")["Name"])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and results == ["shared"] * 6
+    assert sorted(os.listdir(tmp_path / "root/volumes")) == ["shared"]
+    db.close()
