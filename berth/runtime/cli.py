@@ -244,6 +244,7 @@ def _dispatch(verb: str, f: dict, pos: list[str], g: dict) -> int:
             c = state.load(root, _one_id(pos, verb))
         except NotFound:
             if f.get("force"):
+                state.remove_dir(root, pos[0])  # a create that died before writing state.json
                 return 0
             raise
         container.delete(c, force=f.get("force", False))
