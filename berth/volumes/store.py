@@ -59,14 +59,34 @@ class VolumeStore:
         self.in_use_cb = in_use
         db.migrate("volumes", MIGRATIONS)
         os.makedirs(self.dir, 0o701, exist_ok=True)
-        self._sweep()
+        self._recover()
 
     # ------------------------------------------------------------ helpers
 
-    def _sweep(self) -> None:
-        for entry in os.listdir(self.dir):
+    def _recover(self) -> None:
+        """Finish what a crash interrupted: sweep staging and trash; a record whose directory
+        is gone was being removed (drop it); a volume directory without a record was being
+        created (adopt it, as Docker's local driver adopts the directories it finds)."""
+        entries = os.listdir(self.dir)
+        for entry in entries:
             if entry.startswith((".tmp-", ".trash-")):
                 remove_tree(os.path.join(self.dir, entry))
+        known = {r["name"] for r in self.db.query("SELECT name FROM volumes")}
+        for name in known:
+            if not os.path.isdir(os.path.join(self.dir, name)):
+                self.db.execute("DELETE FROM volumes WHERE name=?", (name,))
+        for name in entries:
+            if name in known or not os.path.isdir(self.path(name)):
+                continue
+            try:
+                validate_name(name)
+            except InvalidArgument:
+                continue
+            self.db.execute(
+                "INSERT OR IGNORE INTO volumes(name, driver, mountpoint, created, labels, options, scope)"
+                " VALUES(?,?,?,?,?,?,?)",
+                (name, DRIVER, self.path(name), _rfc3339(os.stat(self.path(name)).st_mtime), "{}", None,
+                 "local"))
 
     def path(self, name: str) -> str:
         """The mountpoint (``_data``) of a volume name."""
@@ -113,10 +133,10 @@ class VolumeStore:
             validate_name(name)
         except InvalidArgument as e:
             raise InvalidArgument(f"create {name}: {e.message}") from None
-        labels = {str(k): str(v) for k, v in (labels or {}).items()}
+        labels = _str_map(labels, "labels")
         if anonymous:
             labels.setdefault(ANONYMOUS_LABEL, "")
-        opts = local.validate_options(dict(options)) if options is not None else None
+        opts = local.validate_options(_str_map(options, "options")) if options is not None else None
         existing = self.db.query_one("SELECT * FROM volumes WHERE name=?", (name,))
         if existing is not None:
             return self._existing(existing, driver)
@@ -188,19 +208,22 @@ class VolumeStore:
         self._delete(row)
 
     def _delete(self, row: sqlite3.Row) -> None:
+        # order: directory out of the way first, then the record; a crash in between leaves a
+        # record without a directory, which _recover drops
         name = row["name"]
         local.unmount_device(row["mountpoint"])
         left = mounts_below(os.path.join(self.dir, name))
         if left:
             raise Conflict(f"remove {name}: a mount is still in place there: {left[0]}")
         trash = os.path.join(self.dir, f".trash-{secrets.token_hex(8)}")
+        try:
+            os.rename(os.path.join(self.dir, name), trash)
+        except FileNotFoundError:
+            trash = ""
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM volumes WHERE name=?", (name,))
-            try:
-                os.rename(os.path.join(self.dir, name), trash)
-            except FileNotFoundError:
-                return
-        remove_tree(trash)
+        if trash:
+            remove_tree(trash)
 
     def prune(self, filters: Mapping | str | None = None) -> dict:
         """Remove unused volumes: anonymous ones only, or every unused one with ``all=true``;
@@ -344,6 +367,14 @@ class VolumeStore:
             self._delete(row)
             removed.append(m.volume_name)
         return removed
+
+
+def _str_map(value: object, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(f"invalid {what}: must be a map of strings")
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def _mounted(path: str) -> bool:

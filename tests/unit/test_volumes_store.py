@@ -89,6 +89,14 @@ def test_create_bad_options(store, tmp_path, opts, msg):
     assert os.listdir(tmp_path / "root/volumes") == [] and store.list() == []
 
 
+def test_create_bad_label_and_option_types(store):
+    with pytest.raises(InvalidArgument, match="invalid labels"):
+        store.create("data", labels=["a=b"])  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="invalid options"):
+        store.create("data", options="type=tmpfs")  # type: ignore[arg-type]
+    assert store.list() == []
+
+
 def test_options_recorded(store):
     v = store.create("t1", options={"type": "tmpfs", "device": "tmpfs", "o": "size=1m"})
     assert v["Options"] == {"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}
@@ -195,9 +203,14 @@ def test_reopen_keeps_records_and_sweeps_staging(tmp_path, users):
     s.create("data")
     os.makedirs(tmp_path / "root/volumes/.tmp-dead/_data")
     os.makedirs(tmp_path / "root/volumes/.trash-dead/_data/x")
+    s.create("removing")
+    os.rename(tmp_path / "root/volumes/removing", tmp_path / "root/volumes/.trash-x")  # crash in rm
+    os.makedirs(tmp_path / "root/volumes/orphan/_data")  # crash in create, after the rename
+    os.makedirs(tmp_path / "root/volumes/.not-a-volume/_data")
     s2 = VolumeStore(db, str(tmp_path / "root"), in_use=users)
-    assert [v["Name"] for v in s2.list()] == ["data"]
-    assert sorted(os.listdir(tmp_path / "root/volumes")) == ["data"]
+    assert [v["Name"] for v in s2.list()] == ["data", "orphan"]
+    assert s2.inspect("orphan")["Mountpoint"] == s2.path("orphan")
+    assert sorted(os.listdir(tmp_path / "root/volumes")) == [".not-a-volume", "data", "orphan"]
     db.close()
 
 
