@@ -69,3 +69,25 @@ def test_channel_messages_and_errors():
     finally:
         parent.close()
         child.close()
+
+
+def test_hooks_state_on_stdin_env_and_failures(tmp_path):
+    import json
+    import time
+
+    from berth.runtime import hooks
+
+    out = tmp_path / "state.json"
+    hooks.run([{"path": "/bin/sh", "args": ["sh", "-c", f'cat > {out}; echo "$FOO" >> {out}.env'],
+                "env": ["FOO=bar"]}], {"id": "c", "pid": 7}, "prestart")
+    assert json.loads(out.read_text()) == {"id": "c", "pid": 7}
+    assert (tmp_path / "state.json.env").read_text() == "bar\n"
+    with pytest.raises(hooks.HookError, match="prestart hook #1 .* status 3"):
+        hooks.run([{"path": "/bin/true"}, {"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}], {},
+                  "prestart")
+    t = time.monotonic()
+    with pytest.raises(hooks.HookError, match="timed out"):
+        hooks.run([{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}], {}, "poststop")
+    assert time.monotonic() - t < 10
+    with pytest.raises(hooks.HookError, match="127"):
+        hooks.run([{"path": "/no/such/hook"}], {}, "poststart")
