@@ -42,7 +42,7 @@ class _Container:
         return bool(self.config.get("Tty"))
 
 
-class FakeEngine:
+class _FakeCore:
     def __init__(self) -> None:
         self.containers: dict[str, _Container] = {}
         self.execs: dict[str, dict] = {}
@@ -103,7 +103,7 @@ class FakeEngine:
     async def events(self, since, until, filters):
         q: asyncio.Queue = asyncio.Queue(maxsize=1000)
         for ev in self.events_log:
-            if since is not None and ev["time"] >= since:
+            if since is not None and ev["time"] >= since and (until is None or ev["time"] <= until):
                 yield ev
         self.event_subs.append(q)
         try:
@@ -444,6 +444,125 @@ class FakeEngine:
             self._image(n)
         for i in range(4):
             yield bytes([i]) * 1024
+
+
+class FakeExtras:
+    """Networks, archive (a dict filesystem per container), stats and build for the fake engine."""
+
+    def _net_init(self) -> None:
+        if not hasattr(self, "networks"):
+            self.networks = {n: self._net(n, n) for n in ("bridge", "host", "none")}
+            self.files: dict[str, dict[str, bytes]] = {}
+
+    def _net(self, name: str, driver: str, labels: dict | None = None) -> dict:
+        return {"Name": name, "Id": hashlib.sha256(name.encode()).hexdigest(), "Created": _ts(time.time()),
+                "Scope": "local", "Driver": driver, "EnableIPv6": False, "Internal": False,
+                "Attachable": False,
+                "IPAM": {"Driver": "default", "Options": {}, "Config": []}, "Containers": {}, "Options": {},
+                "Labels": labels or {}}
+
+    def _net_get(self, id: str) -> dict:
+        self._net_init()
+        for n in self.networks.values():
+            if id in (n["Name"], n["Id"]) or n["Id"].startswith(id):
+                return n
+        raise NotFound(f"network {id} not found")
+
+    def list_networks(self, filters=None) -> list[dict]:
+        self._net_init()
+        return list(self.networks.values())
+
+    def inspect_network(self, id) -> dict:
+        return self._net_get(id)
+
+    def create_network(self, body) -> dict:
+        self._net_init()
+        name = body.get("Name")
+        if name in self.networks:
+            raise Conflict(f"network with name {name} already exists")
+        self.networks[name] = self._net(name, body.get("Driver") or "bridge", body.get("Labels"))
+        return {"Id": self.networks[name]["Id"], "Warning": ""}
+
+    def remove_network(self, id) -> None:
+        self.networks.pop(self._net_get(id)["Name"])
+
+    # -- archive ---------------------------------------------------------------------------------
+    def archive_stat(self, id, path) -> dict:
+        c = self._get(id)
+        fs = self.__dict__.setdefault("files", {}).setdefault(c.id, {})
+        p = "/" + path.strip("/")
+        if p in fs:
+            return {"name": os.path.basename(p), "size": len(fs[p]), "mode": 0o644,
+                    "mtime": "2024-01-01T00:00:00Z", "linkTarget": ""}
+        if p in ("/", "/tmp") or any(f.startswith(p + "/") for f in fs):
+            return {"name": os.path.basename(p) or "/", "size": 4096, "mode": (1 << 31) | 0o755,
+                    "mtime": "2024-01-01T00:00:00Z", "linkTarget": ""}
+        raise NotFound(f"Could not find the file {path} in container {id}")
+
+    async def archive_get(self, id, path):
+        import io
+        import tarfile
+        info = self.archive_stat(id, path)
+        data = self.files[self._get(id).id]["/" + path.strip("/")]
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            ti = tarfile.TarInfo(info["name"])
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+
+        async def gen():
+            yield buf.getvalue()
+        return info, gen()
+
+    async def archive_put(self, id, path, source, *, no_overwrite_dir_non_dir=False, copy_uid_gid=False):
+        import io
+        import tarfile
+        c = self._get(id)
+        raw = b"".join([chunk async for chunk in source])
+        try:
+            tf = tarfile.open(fileobj=io.BytesIO(raw), mode="r:")
+            members = [(m, tf.extractfile(m)) for m in tf.getmembers() if m.isfile()]
+        except tarfile.TarError as e:
+            raise InvalidArgument(f"bad tar: {e}") from None
+        fs = self.__dict__.setdefault("files", {}).setdefault(c.id, {})
+        for m, f in members:
+            fs["/" + path.strip("/") + "/" + m.name.strip("/")] = f.read()
+
+    # -- stats, build ----------------------------------------------------------------------------
+    async def stats(self, id, stream=True, one_shot=False):
+        c = self._get(id)
+        for i in range(2 if stream else 1):
+            yield {"read": _ts(time.time()), "id": c.id, "name": "/" + c.name,
+                   "cpu_stats": {"cpu_usage": {"total_usage": 1000 * (i + 1)},
+                                 "system_cpu_usage": 10**6 * (i + 1), "online_cpus": 2},
+                   "precpu_stats": {"cpu_usage": {"total_usage": 1000 * i}, "system_cpu_usage": 10**6 * i},
+                   "memory_stats": {"usage": 4096, "limit": 1 << 30, "stats": {}},
+                   "pids_stats": {"current": 1},
+                   "networks": {}, "blkio_stats": {}}
+
+    async def build(self, context, options, registry_auth):
+        size = 0
+        async for chunk in context:
+            size += len(chunk)
+        if options["buildargs"].get("FAIL"):
+            yield {"stream": "Step 1/1 : RUN exit 1\n"}
+            msg = "The command '/bin/sh -c exit 1' returned a non-zero code: 1"
+            yield {"errorDetail": {"code": 1, "message": msg}, "error": msg}
+            return
+        iid = "sha256:" + hashlib.sha256(str(size).encode()).hexdigest()
+        self.images.append({"Id": iid, "ParentId": "", "RepoTags": [t if ":" in t else t + ":latest"
+                                                                     for t in options["t"]],
+                            "RepoDigests": [], "Created": int(time.time()), "Size": size, "SharedSize": -1,
+                            "Labels": options["labels"], "Containers": -1})
+        yield {"stream": f"Step 1/1 : FROM busybox ({size} bytes of context, rm={options['rm']})\n"}
+        yield {"aux": {"ID": iid}}
+        yield {"stream": f"Successfully built {iid[7:19]}\n"}
+        for t in options["t"]:
+            yield {"stream": f"Successfully tagged {t}\n"}
+
+
+class FakeEngine(_FakeCore, FakeExtras):
+    """The fake engine used by the API, client and CLI tests."""
 
 
 class ServerThread:

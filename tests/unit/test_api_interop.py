@@ -142,3 +142,72 @@ def test_docker_cli_events_stop_and_old_api_version(srv):
             del os.environ["DOCKER_API_VERSION"]
         else:
             os.environ["DOCKER_API_VERSION"] = env_version
+
+
+@pytest.mark.skipif(not shutil.which(DOCKER), reason="docker CLI not installed")
+def test_docker_cli_cp_network_stats_build(srv, tmp_path):
+    docker_cli(srv, "run", "-d", "--name", "cp1", "busybox", "sleep", "5")
+    src = tmp_path / "f.txt"
+    src.write_text("copied in\n")
+    docker_cli(srv, "cp", str(src), "cp1:/tmp/")
+    assert srv.engine.files[srv.engine._get("cp1").id]["/tmp/f.txt"] == b"copied in\n"
+    out = tmp_path / "back.txt"
+    docker_cli(srv, "cp", "cp1:/tmp/f.txt", str(out))
+    assert out.read_text() == "copied in\n"
+    p = docker_cli(srv, "cp", "cp1:/nope", str(out), check=False)
+    assert p.returncode == 1 and "Could not find the file /nope" in p.stderr
+    p = docker_cli(srv, "network", "create", "--label", "a=b", "mynet")
+    assert len(p.stdout.strip()) == 64
+    p = docker_cli(srv, "network", "ls", "--format", "{{.Name}} {{.Driver}}")
+    assert "mynet bridge" in p.stdout.splitlines()
+    p = docker_cli(srv, "network", "create", "mynet", check=False)
+    assert p.returncode == 1 and "already exists" in p.stderr
+    docker_cli(srv, "network", "rm", "mynet")
+    p = docker_cli(srv, "stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "cp1")
+    assert p.stdout.strip() == "cp1 1"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\n")
+    env = {"PATH": "/usr/bin:/bin", "DOCKER_HOST": srv.url, "DOCKER_BUILDKIT": "0",
+           "DOCKER_CONFIG": str(tmp_path / "cfg"), "HOME": "/nonexistent"}
+    p = subprocess.run([DOCKER, "build", "-q", "-t", "built:1", str(ctx)], capture_output=True, text=True,
+                       timeout=30, env=env)
+    assert p.returncode == 0, p.stderr
+    assert any("built:1" in i["RepoTags"] for i in srv.engine.images)
+    docker_cli(srv, "rm", "-f", "cp1")
+
+
+def test_docker_py_stats_build_networks(srv, tmp_path):
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=srv.url, timeout=10)
+    try:
+        srv.engine.create_container("st", {"Image": "busybox", "Cmd": ["sleep", "5"]})
+        srv.call(srv.engine.start("st"))
+        st = client.containers.get("st").stats(stream=False)
+        assert st["memory_stats"]["usage"] == 4096
+        streamed = list(client.api.stats("st", decode=True))
+        assert len(streamed) == 2
+        import io
+        import tarfile
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            data = b"FROM busybox\n"
+            ti = tarfile.TarInfo("Dockerfile")
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+        buf.seek(0)
+        image, logs = client.images.build(fileobj=buf, custom_context=True, tag="pyb:2", labels={"l": "v"})
+        assert "pyb:2" in image.tags
+        assert any("Successfully built" in x.get("stream", "") for x in logs)
+        buf.seek(0)
+        with pytest.raises(docker.errors.BuildError, match="non-zero code"):
+            client.images.build(fileobj=buf, custom_context=True, buildargs={"FAIL": "1"})
+        net = client.networks.create("pynet", labels={"x": "y"})
+        assert client.networks.get("pynet").attrs["Labels"] == {"x": "y"}
+        net.remove()
+        with pytest.raises(docker.errors.NotFound):
+            client.networks.get("pynet")
+        with pytest.raises(docker.errors.NotFound):  # no volume support in the fake engine: 404
+            client.volumes.get("v")
+    finally:
+        client.close()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from berth.api.http import Request, Response, json_response
 from berth.api.router import Router
 from berth.errors import InvalidArgument
@@ -58,8 +56,6 @@ async def events(req: Request, engine) -> None:
     async for ev in engine.events(since, until, filters):
         await out.send_json(ev)
         if until is not None and ev.get("time", 0) > until:
-            break
-        if until is not None and time.time() >= until:
             break
     await out.end()
 
