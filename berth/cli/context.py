@@ -39,7 +39,11 @@ class Cli:
     def client(self) -> Any:
         if self._client is None:
             from berth.client.api import Client
-            self._client = Client(self.host, self._tls())
+            from berth.errors import InvalidArgument
+            try:
+                self._client = Client(self.host, self._tls())
+            except InvalidArgument as e:  # a bad -H / BERTH_HOST: the client's fault, not the daemon's
+                raise CliError(str(e), 1) from None
         return self._client
 
     def _tls(self) -> Any:

@@ -178,3 +178,30 @@ def test_cli_over_mutual_tls(tmp_path, capsys, monkeypatch):
         monkeypatch.delenv("BERTH_TLS_VERIFY")
         rc, out, err = berth(capsys, "-H", host, "info")
         assert rc == 1 and "closed the connection" in err  # plain HTTP to a TLS port
+
+
+def test_help_version_flag_and_follow(srv, capsys):
+    rc, out, _ = berth(capsys, "--help")
+    assert rc == 0 and "Usage:  berth [OPTIONS] COMMAND" in out and "-H, --host list" in out
+    rc, out, _ = berth(capsys, "ps", "--help")
+    assert rc == 0 and "Usage:  berth ps [OPTIONS]" in out and "-q, --quiet" in out
+    rc, out, _ = berth(capsys, "-v")
+    assert out == "berth version 0.1.0\n"
+    rc, out, err = berth(capsys, "-H", "ftp://x", "ps")
+    assert rc == 1 and err.startswith("invalid host 'ftp://x'")
+    cid = start(srv, "fol", ["sleep", "0.3"])
+    srv.call(_emit_later(srv.engine, cid))
+    t0 = time.monotonic()
+    rc, out, _ = berth(capsys, "logs", "-f", "fol")
+    assert rc == 0 and out == "later\n" and time.monotonic() - t0 < 5  # returns when the container exits
+    rc, out, _ = berth(capsys, "ps", "-n", "1", "--format", "{{.Names}}")
+    assert out == "fol\n"
+
+
+async def _emit_later(engine, cid):
+    import asyncio
+
+    async def later():
+        await asyncio.sleep(0.1)
+        engine._emit(engine._get(cid), 1, b"later\n")
+    asyncio.get_running_loop().create_task(later())
