@@ -211,3 +211,14 @@ def test_docker_py_stats_build_networks(srv, tmp_path):
             client.volumes.get("v")
     finally:
         client.close()
+
+
+@pytest.mark.skipif(not (shutil.which(DOCKER) and shutil.which("script")), reason="needs docker, script")
+def test_docker_cli_run_with_a_tty(srv):
+    """`docker run -it` under a pseudo-terminal: raw stream, resize after start."""
+    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "DOCKER_HOST": srv.url, "HOME": "/nonexistent",
+           "DOCKER_CONFIG": os.path.join(os.path.dirname(srv.path), "dockercfg"), "TERM": "xterm"}
+    p = subprocess.run(["script", "-qec", f"stty rows 24 cols 80; {DOCKER} run -it --rm busybox echo tty-out",
+                        "/dev/null"], env=env, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0 and p.stdout.replace(b"\r", b"") == b"tty-out\n", p
+    assert [r[1:] for r in srv.engine.resizes] == [(24, 80)]
