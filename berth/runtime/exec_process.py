@@ -225,6 +225,7 @@ def _setup(ctx: InitContext, proc: dict, fds: dict[str, int]) -> None:
     path = process.lookup(proc["args"][0], env)
     process.close_fds(3 + ctx.preserve_fds)
     ctx.chan.expect("go")  # the runtime has put us in the container's cgroups meanwhile
+    fin.apparmor()
     fin.last()
     try:
         os.execve(path, proc["args"], env)

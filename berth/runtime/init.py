@@ -46,6 +46,7 @@ def preload(spec: dict, compiled: bool = False, *, seal: bool = True) -> None:
     from berth.sys import linux
 
     linux.libc()
+    process.apparmor_enabled()  # the host's answer, cached before pivot_root
     proc = spec.get("process") or {}
     if proc.get("capabilities") is not None:
         from berth.runtime import caps
@@ -261,6 +262,7 @@ def _init(ctx: InitContext, ns: dict[str, str]) -> None:
     os.close(ctx.fifo_fd)
     if hk.get("startContainer"):
         hooks.run(hk["startContainer"], _hook_state(ctx, "running"), "startContainer")
+    fin.apparmor()
     fin.last()
     try:
         os.execve(path, proc["args"], env)

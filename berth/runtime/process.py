@@ -123,6 +123,21 @@ def close_fds(first: int) -> None:
                     pass
 
 
+_apparmor: bool | None = None
+
+
+def apparmor_enabled() -> bool:
+    """Whether the host kernel has AppArmor enabled (read once, before pivot_root)."""
+    global _apparmor
+    if _apparmor is None:
+        try:
+            with open("/sys/module/apparmor/parameters/enabled") as f:
+                _apparmor = f.read().strip() == "Y"
+        except OSError:
+            _apparmor = False
+    return _apparmor
+
+
 class Finalizer:
     """Applies user, capabilities, no_new_privs and seccomp in runc's order."""
 
@@ -164,6 +179,24 @@ class Finalizer:
             from berth.sys import linux
 
             linux.prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+    def apparmor(self) -> None:
+        """Ask for the AppArmor profile on execve (only where AppArmor is enabled, as runc)."""
+        profile = self.proc.get("apparmorProfile")
+        if profile and apparmor_enabled():
+            for path in ("/proc/self/attr/apparmor/exec", "/proc/self/attr/exec"):
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue
+                try:
+                    os.write(fd, f"exec {profile}".encode())
+                except OSError as e:
+                    raise ChildError(f"apparmor profile {profile!r}: {e.strerror}") from None
+                finally:
+                    os.close(fd)
+                return
+            raise ChildError(f"apparmor profile {profile!r}: no /proc/self/attr to set it")
 
     def last(self) -> None:
         """Seccomp with no_new_privs, as close to execve as possible."""
