@@ -475,6 +475,7 @@ def _spec(f: dict) -> int:
 def features() -> dict:
     from berth.runtime import mountopts
     from berth.runtime.config import CAPABILITIES, HOOK_NAMES, NAMESPACE_TYPES
+    from berth.runtime.process import apparmor_enabled
 
     return {
         "ociVersionMin": "1.0.0",
@@ -489,7 +490,7 @@ def features() -> dict:
             "seccomp": {"enabled": True, "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL",
                                                      "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
                                                      "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"]},
-            "apparmor": {"enabled": False},
+            "apparmor": {"enabled": apparmor_enabled()},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": False}},
