@@ -6,6 +6,7 @@
   remove/prune, and the container life cycle: ``prepare`` → ``attach`` → ``detach`` →
   ``remove_anonymous``).
 - :mod:`berth.volumes.copyup`: image content into an empty volume, resolved inside the rootfs.
+- :mod:`berth.volumes.rootview`: a read-only view of a snapshot's mounts to copy up from.
 
 Typical engine use::
 
@@ -13,7 +14,8 @@ Typical engine use::
                          volumes=list(image_volumes | cfg_volumes), volumes_from_specs=...,
                          get_mounts=lambda c: [ResolvedMount.from_dict(d) for d in ...])
     mounts = store.prepare(mounts)                 # at create; persist [m.to_dict() ...]
-    store.attach(mounts, cid, rootfs=rootfs_dir)   # at start; then [m.to_oci() ...] in config.json
+    store.attach(mounts, cid, rootfs_mounts=snapshotter.mounts(key))  # at start (or rootfs=<dir>)
+    spec["mounts"] += [m.to_oci() for m in mounts]
     store.detach(mounts, cid)                      # after exit
     store.remove_anonymous(mounts, cid)            # rm -v / --rm
 """

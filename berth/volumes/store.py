@@ -19,6 +19,7 @@ from dataclasses import replace
 
 from berth.errors import AlreadyExists, BerthError, Conflict, InvalidArgument, NotFound
 from berth.metadata.db import Database
+from berth.mount import Mount, unmount_all
 from berth.volumes import filters as flt
 from berth.volumes import local
 from berth.volumes.fsutil import is_empty, mounts_below, remove_tree, tree_size
@@ -70,7 +71,10 @@ class VolumeStore:
         entries = os.listdir(self.dir)
         for entry in entries:
             if entry.startswith((".tmp-", ".trash-")):
-                remove_tree(os.path.join(self.dir, entry))
+                path = os.path.join(self.dir, entry)
+                for mp in reversed(mounts_below(path)):  # a copy-up view left by a crash
+                    unmount_all(mp)
+                remove_tree(path)
         known = {r["name"] for r in self.db.query("SELECT name FROM volumes")}
         for name in known:
             if not os.path.isdir(os.path.join(self.dir, name)):
@@ -311,9 +315,30 @@ class VolumeStore:
                 local.unmount_device(row["mountpoint"])
 
     def attach(self, mounts: Iterable[ResolvedMount], container_id: str,
-               rootfs: str | int | None = None) -> list[str]:
+               rootfs: str | int | None = None, *, rootfs_mounts: list[Mount] | None = None) -> list[str]:
         """Mount a starting container's volumes and copy the image's content into the empty
-        ones whose mount allows it; returns the names of the volumes that were filled."""
+        ones whose mount allows it; returns the names of the volumes that were filled.
+
+        The image content comes from ``rootfs`` (a host path or directory fd) or, when that is
+        None, from a read-only view of the snapshot's ``rootfs_mounts``, mounted only when
+        some volume may need it.
+        """
+        mounts = list(mounts)
+        if rootfs is None and rootfs_mounts and any(self._may_copy(m) for m in mounts):
+            from berth.volumes.rootview import mounted_view
+
+            with mounted_view(rootfs_mounts, os.path.join(self.dir, ".tmp-views")) as root:
+                return self._attach(mounts, container_id, root)
+        return self._attach(mounts, container_id, rootfs)
+
+    def _may_copy(self, m: ResolvedMount) -> bool:
+        if m.type != "volume" or not m.copy_up:
+            return False
+        row = self._row(m.volume_name)
+        return local.needs_mount(json.loads(row["options"]) if row["options"] else None) or \
+            is_empty(row["mountpoint"])
+
+    def _attach(self, mounts: list[ResolvedMount], container_id: str, rootfs: str | int | None) -> list[str]:
         from berth.volumes.copyup import copy_up
 
         done: list[str] = []

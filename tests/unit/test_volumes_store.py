@@ -344,3 +344,40 @@ def test_concurrent_create_same_name(tmp_path, users):
     assert errors == [] and results == ["shared"] * 6
     assert sorted(os.listdir(tmp_path / "root/volumes")) == ["shared"]
     db.close()
+
+
+@pytest.mark.root
+def test_attach_copies_up_from_snapshot_mounts(store, tmp_path, no_leaked_mounts):
+    from berth.mount import Mount
+
+    lower, upper, work = (tmp_path / n for n in ("lower", "upper", "work"))
+    for d in (lower / "data", upper / "data", work):
+        d.mkdir(parents=True)
+    (lower / "data/a").write_text("a")
+    (upper / "data/b").write_text("b")
+    snap = [Mount("overlay", "overlay", [f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}"])]
+    prepared = store.prepare(plan_mounts(volumes=["/data"]))
+    assert store.attach(prepared, "c1", rootfs_mounts=snap) == [prepared[0].volume_name]
+    assert sorted(os.listdir(prepared[0].source)) == ["a", "b"]
+    assert mounts_under(str(tmp_path)) == []
+    store.detach(prepared, "c1")
+    # not empty any more: no view is mounted at all (a bogus mount list is never used)
+    bogus = [Mount("overlay", "overlay", [f"lowerdir={tmp_path}/x:{tmp_path}/y"])]
+    assert store.attach(prepared, "c2", rootfs_mounts=bogus) == []
+    store.detach(prepared, "c2")
+
+
+@pytest.mark.root
+def test_open_sweeps_a_view_left_mounted(tmp_path, users, no_leaked_mounts):
+    db = Database(str(tmp_path / "meta.db"))
+    VolumeStore(db, str(tmp_path / "root"), in_use=users)
+    view = tmp_path / "root/volumes/.tmp-views/view-dead"
+    view.mkdir(parents=True)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "keep").write_text("k")
+    os.system(f"mount --bind {str(src)!r} {str(view)!r}")
+    VolumeStore(db, str(tmp_path / "root"), in_use=users)
+    assert mounts_under(str(tmp_path)) == [] and os.listdir(tmp_path / "root/volumes") == []
+    assert (src / "keep").exists()
+    db.close()
