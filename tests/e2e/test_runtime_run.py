@@ -310,3 +310,13 @@ def test_cwd_through_a_host_fd_is_refused(tmp_path, busybox_rootfs_template, run
     assert p.returncode != 0
     assert "outside the container root" in p.stderr
     assert "bundle" not in p.stdout
+
+
+def test_systemd_cgroup_without_systemd_is_a_clear_error(tmp_path, busybox_rootfs_template, runtime):
+    if os.path.isdir("/run/systemd/system"):
+        pytest.skip("systemd is running here")
+    bundle, _ = make_bundle(tmp_path, busybox_rootfs_template, ["true"])
+    cid = runtime.track(new_id())
+    p = runtime("--systemd-cgroup", "run", "-b", bundle, cid)
+    assert p.returncode == 1 and "systemd" in p.stderr
+    assert runtime("state", cid).returncode != 0
