@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from typing import Any, TextIO
 
 from berth.errors import BerthError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TextIO
 
 EXIT_ENGINE_ERROR = 125  # docker: the daemon failed (run/create); also bad flags
 EXIT_CANNOT_INVOKE = 126

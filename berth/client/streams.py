@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterable, Iterator
 
 from berth.errors import BerthError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
 
 _HEADER = struct.Struct(">BxxxI")
 

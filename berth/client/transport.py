@@ -6,13 +6,15 @@ close. ``hijack()`` sends an Upgrade request, checks for ``101`` and hands back 
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-from collections.abc import Iterator
-from typing import Any
 
 from berth.errors import BerthError, InvalidArgument, Unavailable, from_status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 DEFAULT_HOST = "unix:///run/berth/berth.sock"
 API_VERSION = "1.44"
@@ -157,11 +159,13 @@ class Response:
         return b"".join(self.iter_raw())
 
     def json(self) -> Any:
+        import json
         data = self.read()
         return json.loads(data) if data.strip() else None
 
     def iter_json(self) -> Iterator[dict]:
         """A JSON message stream: objects separated by newlines (``\\r\\n`` from moby-style servers)."""
+        import json
         buf = b""
         dec = json.JSONDecoder()
         for chunk in self.iter_raw():
@@ -229,6 +233,7 @@ class Transport:
         return ctx.wrap_socket(s, server_hostname=self.addr[0])
 
     def url(self, path: str, params: dict[str, Any] | None = None, versioned: bool = True) -> str:
+        import json
         prefix = f"/v{self.version}" if versioned and self.version else ""
         target = prefix + path
         if params:
@@ -251,6 +256,7 @@ class Transport:
              upgrade: bool = False) -> Response:
         """Send one request and read the response head. ``body``: dict/list → JSON, bytes, or an
         iterator of bytes (sent chunked)."""
+        import json
         hs = {"Host": "berth", "User-Agent": USER_AGENT}
         payload: bytes | None = None
         chunks: Iterator[bytes] | None = None
@@ -319,6 +325,7 @@ class Transport:
 
 
 def error_from(resp: Response) -> BerthError:
+    import json
     data = resp.read()
     msg = ""
     if resp.header("content-type") == "application/json":

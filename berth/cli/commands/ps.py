@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from berth.cli.flags import Flag
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FLAGS = [
     Flag(("-a", "--all"), "all", bool, help="Show all containers (default shows just running)"),
