@@ -224,6 +224,10 @@ def parse_bind(raw: str, *, volume_driver: str = "") -> ResolvedMount:
         _validate_target(target)
         if typ == "volume" and source:
             validate_name(source)
+        if typ == "bind" and "nocopy" in parts:
+            raise InvalidArgument("field VolumeOptions must not be specified")
+        if typ == "volume" and prop:
+            raise InvalidArgument("field BindOptions must not be specified")
     except InvalidArgument as e:
         raise InvalidArgument(f"invalid volume specification: '{raw}': "
                               f"{_MountConfigError(typ, e.message).message}") from None

@@ -93,6 +93,15 @@ def test_relative_destination():
                             "\"bind\": invalid mount path: 'rel' mount path must be absolute")
 
 
+def test_mode_kind_must_fit_the_type():
+    with pytest.raises(InvalidArgument) as e:
+        parse_bind("/src:/dst:nocopy")
+    assert str(e.value) == ("invalid volume specification: '/src:/dst:nocopy': invalid mount config for "
+                            'type "bind": field VolumeOptions must not be specified')
+    with pytest.raises(InvalidArgument, match="field BindOptions must not be specified"):
+        parse_bind("data:/dst:rshared")
+
+
 def test_root_destination():
     with pytest.raises(InvalidArgument, match="destination can't be '/'"):
         parse_bind("data:/")
