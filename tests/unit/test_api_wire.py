@@ -260,6 +260,9 @@ def test_logs_stream_is_chunked_and_framed(srv):
     assert StdcopyDecoder().feed(raw) == [(1, b"line 1\n"), (1, b"line 2\n")]
     st, _, body = request(srv, b"GET /containers/lg/logs HTTP/1.1\r\nHost: x\r\n\r\n")
     assert st == 400
+    st, _, body = request(srv, b"GET /containers/lg/logs?stdout=1&since=yesterday HTTP/1.1\r\n"
+                          b"Host: x\r\n\r\n")
+    assert st == 400 and "invalid since" in json.loads(body)["message"]
 
 
 def _dechunk(body: bytes) -> bytes:

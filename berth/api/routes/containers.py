@@ -147,8 +147,9 @@ async def logs(req: Request, engine) -> None:
     tail = None if tail_s == "all" else req.qint("tail")
     if tail is not None and tail < 0:
         tail = None
-    since = float(req.q("since") or 0) or None
-    until = float(req.q("until") or 0) or None
+    from berth.api.routes.system import time_arg
+    since = time_arg(req.q("since"), "since") or None
+    until = time_arg(req.q("until"), "until") or None
     it = engine.logs(info.get("Id", cid), stdout=stdout, stderr=stderr, follow=req.qbool("follow"),
                      since=since, until=until, timestamps=req.qbool("timestamps"), tail=tail,
                      details=req.qbool("details"))

@@ -31,7 +31,7 @@ async def info(req: Request, engine) -> Response:
     return json_response(engine.info())
 
 
-def _time_arg(value: str | None, name: str) -> float | None:
+def time_arg(value: str | None, name: str) -> float | None:
     """since/until: unix seconds with an optional fraction (moby also accepts RFC 3339 here)."""
     if value is None or value == "":
         return None
@@ -47,8 +47,8 @@ def _time_arg(value: str | None, name: str) -> float | None:
 
 
 async def events(req: Request, engine) -> None:
-    since = _time_arg(req.q("since"), "since")
-    until = _time_arg(req.q("until"), "until")
+    since = time_arg(req.q("since"), "since")
+    until = time_arg(req.q("until"), "until")
     if since is not None and until is not None and until < since:
         raise InvalidArgument("`since` time must be before `until`")
     filters = req.filters()
