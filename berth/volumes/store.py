@@ -37,6 +37,7 @@ MIGRATIONS = [
         ref TEXT NOT NULL, PRIMARY KEY (name, ref));
     CREATE INDEX volume_refs_ref ON volume_refs(ref);
     """,
+    "ALTER TABLE volumes ADD COLUMN removing INTEGER NOT NULL DEFAULT 0",
 ]
 
 DRIVER = "local"
@@ -65,20 +66,20 @@ class VolumeStore:
     # ------------------------------------------------------------ helpers
 
     def _recover(self) -> None:
-        """Finish what a crash interrupted: sweep staging and trash; a record whose directory
-        is gone was being removed (drop it); a volume directory without a record was being
-        created (adopt it, as Docker's local driver adopts the directories it finds)."""
+        """Finish what a crash interrupted: sweep staging and trash (unmounting a copy-up view
+        left there), finish removals that had begun, and adopt a volume directory without a
+        record (a create that died after its rename; Docker's local driver adopts them too).
+        A record whose directory is missing is kept: its disk may simply not be there yet."""
+        for row in self.db.query("SELECT * FROM volumes WHERE removing=1"):
+            self._delete(row)
         entries = os.listdir(self.dir)
         for entry in entries:
             if entry.startswith((".tmp-", ".trash-")):
                 path = os.path.join(self.dir, entry)
-                for mp in reversed(mounts_below(path)):  # a copy-up view left by a crash
+                for mp in reversed(mounts_below(path)):
                     unmount_all(mp)
                 remove_tree(path)
         known = {r["name"] for r in self.db.query("SELECT name FROM volumes")}
-        for name in known:
-            if not os.path.isdir(os.path.join(self.dir, name)):
-                self.db.execute("DELETE FROM volumes WHERE name=?", (name,))
         for name in entries:
             if name in known or not os.path.isdir(self.path(name)):
                 continue
@@ -212,20 +213,20 @@ class VolumeStore:
         self._delete(row)
 
     def _delete(self, row: sqlite3.Row) -> None:
-        # order: directory out of the way first, then the record; a crash in between leaves a
-        # record without a directory, which _recover drops
+        # mark, move the directory out of the way, drop the record, delete the data; a crash
+        # at any point is finished by _recover
         name = row["name"]
         local.unmount_device(row["mountpoint"])
         left = mounts_below(os.path.join(self.dir, name))
         if left:
             raise Conflict(f"remove {name}: a mount is still in place there: {left[0]}")
+        self.db.execute("UPDATE volumes SET removing=1 WHERE name=?", (name,))
         trash = os.path.join(self.dir, f".trash-{secrets.token_hex(8)}")
         try:
             os.rename(os.path.join(self.dir, name), trash)
         except FileNotFoundError:
             trash = ""
-        with self.db.transaction() as conn:
-            conn.execute("DELETE FROM volumes WHERE name=?", (name,))
+        self.db.execute("DELETE FROM volumes WHERE name=?", (name,))
         if trash:
             remove_tree(trash)
 

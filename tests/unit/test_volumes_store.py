@@ -197,18 +197,23 @@ def test_prune(store, users):
         store.prune({"all": ["yes"]})
 
 
-def test_reopen_keeps_records_and_sweeps_staging(tmp_path, users):
+def test_reopen_recovers_interrupted_operations(tmp_path, users):
     db = Database(str(tmp_path / "meta.db"))
     s = VolumeStore(db, str(tmp_path / "root"), in_use=users)
     s.create("data")
     os.makedirs(tmp_path / "root/volumes/.tmp-dead/_data")
     os.makedirs(tmp_path / "root/volumes/.trash-dead/_data/x")
     s.create("removing")
-    os.rename(tmp_path / "root/volumes/removing", tmp_path / "root/volumes/.trash-x")  # crash in rm
+    db.execute("UPDATE volumes SET removing=1 WHERE name='removing'")  # crash inside rm
+    s.create("moved")
+    db.execute("UPDATE volumes SET removing=1 WHERE name='moved'")  # crash after the rename
+    os.rename(tmp_path / "root/volumes/moved", tmp_path / "root/volumes/.trash-moved")
+    s.create("elsewhere")
+    os.rename(tmp_path / "root/volumes/elsewhere", tmp_path / "elsewhere")  # disk not there (yet)
     os.makedirs(tmp_path / "root/volumes/orphan/_data")  # crash in create, after the rename
     os.makedirs(tmp_path / "root/volumes/.not-a-volume/_data")
     s2 = VolumeStore(db, str(tmp_path / "root"), in_use=users)
-    assert [v["Name"] for v in s2.list()] == ["data", "orphan"]
+    assert [v["Name"] for v in s2.list()] == ["data", "elsewhere", "orphan"]
     assert s2.inspect("orphan")["Mountpoint"] == s2.path("orphan")
     assert sorted(os.listdir(tmp_path / "root/volumes")) == [".not-a-volume", "data", "orphan"]
     db.close()
