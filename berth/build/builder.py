@@ -254,6 +254,40 @@ class Builder:
         st.image_id = self.store.add(mdesc).id
 
     # -- layers ------------------------------------------------------------------------------------
+    def _scrub(self, key: str) -> None:
+        """Drop the mount points the runtime made in a RUN container's upper dir (Docker keeps them
+        in an init layer): empty /etc/{hosts,hostname,resolv.conf} and empty /dev, /proc, /sys dirs
+        the image does not have; then /etc itself if only that copy-up is left of it."""
+        import stat as _stat
+
+        upper = self.snap.upper_dir(key)
+        lowers = self.snap.lower_dirs(key)
+
+        def in_lower(rel: str) -> os.stat_result | None:
+            for d in lowers:
+                with contextlib.suppress(OSError):
+                    return os.lstat(os.path.join(d, rel))
+            return None
+
+        for rel in ("etc/hostname", "etc/hosts", "etc/resolv.conf"):
+            p = os.path.join(upper, rel)
+            with contextlib.suppress(OSError):
+                st = os.lstat(p)
+                if _stat.S_ISREG(st.st_mode) and st.st_size == 0 and in_lower(rel) is None:
+                    os.unlink(p)
+        for rel in ("dev/pts", "dev/shm", "dev/mqueue", "dev", "proc", "sys", "etc"):
+            p = os.path.join(upper, rel)
+            with contextlib.suppress(OSError):
+                st = os.lstat(p)
+                if not _stat.S_ISDIR(st.st_mode) or os.listdir(p):
+                    continue
+                low = in_lower(rel)
+                if low is None and rel != "etc":
+                    os.rmdir(p)
+                elif low is not None and _stat.S_ISDIR(low.st_mode) and (low.st_mode, low.st_uid, low.st_gid) \
+                        == (st.st_mode, st.st_uid, st.st_gid) and not _opaque(p):
+                    os.rmdir(p)
+
     def _diff(self, key: str) -> Any:
         from berth.archive import write_diff
         from berth.images.blobs import Layer, _Tee
@@ -558,6 +592,9 @@ async def _run_step(b: Builder, st: Stage, argv: list[str], shown: str, *, netwo
         "Labels": {"berth.build": "1"},
         "HostConfig": {"NetworkMode": net, "PidsLimit": b.limits.pids, "LogConfig": {"Type": "none"}},
     }
+    if net == "host":
+        # the host's name, in a UTS namespace of its own (the engine cannot set a hostname without one)
+        config["Hostname"] = os.uname().nodename
     eng = b.engine
     cid = eng.create_container(None, config)["Id"]
     b.say(f" ---> Running in {cid[:12]}\n")
@@ -592,6 +629,7 @@ async def _run_step(b: Builder, st: Stage, argv: list[str], shown: str, *, netwo
             raise BuildFailed(b.killed[cid], code)
         if code != 0:
             raise BuildFailed(f"The command '{text}' returned a non-zero code: {code}", code)
+        await asyncio.to_thread(b._scrub, snap_key)
         layer = await asyncio.to_thread(b._diff, snap_key)
         iid = b._commit(st, dict(cfg), text, layer)
         b.cache.put(key, iid)
@@ -603,6 +641,18 @@ async def _run_step(b: Builder, st: Stage, argv: list[str], shown: str, *, netwo
                 await eng.remove(cid, force=True)
             b.say(f" ---> Removed intermediate container {cid[:12]}\n")
     b._done(st)
+
+def _stage_name(ins: Instruction) -> str:
+    words = ins.args.split()
+    return words[2].lower() if len(words) == 3 else ""
+
+
+def _opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
 
 def _heredoc_name(word: str) -> str | None:
     if not word.startswith("<<"):
@@ -720,10 +770,8 @@ def _download(b: Builder, url: str, checksum: str, tmp: str) -> tuple[SourceTree
             os.utime(path, (ts, ts))
     fd = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     tree = SourceTree(fd)
-    st = os.lstat(path)
-    # ownership of a download is root's (or --chown), whoever runs the builder
-    st = os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, 0, 0, *tuple(st)[6:10]))
-    return tree, [Source(name, name, st)]
+    os.chown(path, 0, 0)  # a download belongs to root (or --chown)
+    return tree, [Source(name, name, os.lstat(path))]
 
 
 def _copy_work(b: Builder, st: Stage, plan: _CopyPlan, key_out: list[str]) -> bool:
@@ -798,7 +846,7 @@ def _copy_work(b: Builder, st: Stage, plan: _CopyPlan, key_out: list[str]) -> bo
                     dest_dir = True
                 for gtree, sources, archive in groups:
                     if archive:
-                        _extract(root, gtree, sources[0], plan.dest)
+                        _extract(root, gtree, sources[0], plan.dest, tmp)
                         continue
                     top_dir = sources[0].dest == ""
                     fsops.copy_sources(root, gtree, sources, plan.dest, dest_is_dir=dest_dir or top_dir,
@@ -823,16 +871,20 @@ def _stat_isreg(s: Source) -> bool:
     return stat.S_ISREG(s.st.st_mode)
 
 
-def _extract(root: int, tree: SourceTree, src: Source, dest: str) -> None:
+def _extract(root: int, tree: SourceTree, src: Source, dest: str, tmp: str) -> None:
+    """ADD of a local archive: applied (safely) into a private dir, then copied fd-relatively."""
     from berth.archive import apply_layer
 
-    dfd = fsops.mkdirs(root, dest)
+    d = tempfile.mkdtemp(prefix="x-", dir=tmp)
+    f = tree.open_file(src.src)
+    with os.fdopen(f, "rb") as fh:
+        apply_layer(fh, d, whiteout_mode="delete")
+    fd = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        f = tree.open_file(src.src)
-        with os.fdopen(f, "rb") as fh:
-            apply_layer(fh, f"/proc/self/fd/{dfd}", whiteout_mode="delete")
+        xtree = SourceTree(fd)
+        fsops.copy_sources(root, xtree, xtree.select("/"), dest, dest_is_dir=True, chown=None, chmod=None)
     finally:
-        os.close(dfd)
+        os.close(fd)
 
 
 async def _copy_step(b: Builder, st: Stage, ins: Instruction, *, add: bool) -> None:
