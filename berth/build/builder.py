@@ -29,7 +29,7 @@ from berth.build.context import BuildContext, Source, SourceTree
 from berth.build.instructions import NOP, PROXY_ARGS, step_for
 from berth.build.parser import Dockerfile, Instruction, parse
 from berth.build.shell import expand_heredoc, process_word, process_words
-from berth.errors import BerthError, Conflict, InvalidArgument, NotFound
+from berth.errors import BerthError, InvalidArgument, NotFound
 
 log = logging.getLogger("berth.build")
 
@@ -284,8 +284,8 @@ class Builder:
                 low = in_lower(rel)
                 if low is None and rel != "etc":
                     os.rmdir(p)
-                elif low is not None and _stat.S_ISDIR(low.st_mode) and (low.st_mode, low.st_uid, low.st_gid) \
-                        == (st.st_mode, st.st_uid, st.st_gid) and not _opaque(p):
+                elif low is not None and _stat.S_ISDIR(low.st_mode) and not _opaque(p) and \
+                        (low.st_mode, low.st_uid, low.st_gid) == (st.st_mode, st.st_uid, st.st_gid):
                     os.rmdir(p)
 
     def _diff(self, key: str) -> Any:
@@ -402,7 +402,8 @@ class Builder:
             raise
         except Exception as e:  # noqa: BLE001 - reported to the client, logged for us
             log.exception("build failed")
-            self.emit({"errorDetail": {"message": f"internal error: {e!r}"}, "error": f"internal error: {e!r}"})
+            msg = f"internal error: {e!r}"
+            self.emit({"errorDetail": {"message": msg}, "error": msg})
 
     async def _build(self) -> None:
         from berth.oci import reference
@@ -555,7 +556,8 @@ class Builder:
         await _workdir_step(self, st, cfg, text)
 
 
-async def _run_step(b: Builder, st: Stage, argv: list[str], shown: str, *, network: str | None = None) -> None:
+async def _run_step(b: Builder, st: Stage, argv: list[str], shown: str, *,
+                    network: str | None = None) -> None:
     """RUN: a container through the Engine, its snapshot diffed into a layer."""
     args = {k: v for k, v in st.args.items() if v is not None}
     hist_args = {k: v for k, v in args.items() if k not in PROXY_ARGS}
@@ -686,7 +688,8 @@ def _plan_copy(b: Builder, st: Stage, ins: Instruction, add: bool) -> _CopyPlan:
         raise InvalidArgument(f"{what} requires at least two arguments, but only one was provided. "
                               "Destination could not be determined.")
     if ins.flag("link") not in (None, "false") or ins.flag("parents") or ins.flag("exclude"):
-        raise InvalidArgument(f"{what} --link/--parents/--exclude need BuildKit; berth's builder does not have them")
+        raise InvalidArgument(f"{what} --link/--parents/--exclude need BuildKit; "
+                              "berth's builder does not have them")
     if add and ins.flag("keep-git-dir"):
         raise InvalidArgument("ADD --keep-git-dir: git sources are not supported")
     dest_word = words[-1]
@@ -743,8 +746,8 @@ def _download(b: Builder, url: str, checksum: str, tmp: str) -> tuple[SourceTree
     h = hashlib.sha256()
     total = 0
     try:
-        with opener.open(urllib.request.Request(url, headers={"User-Agent": "berth-builder"}), timeout=60) as r, \
-                open(path, "wb") as f:
+        req = urllib.request.Request(url, headers={"User-Agent": "berth-builder"})
+        with opener.open(req, timeout=60) as r, open(path, "wb") as f:
             lm = r.headers.get("Last-Modified")
             while True:
                 chunk = r.read(1 << 20)
@@ -762,7 +765,8 @@ def _download(b: Builder, url: str, checksum: str, tmp: str) -> tuple[SourceTree
         if algo != "sha256" or not want:
             raise InvalidArgument(f"unsupported checksum {checksum!r} (want sha256:<hex>)")
         if h.hexdigest() != want.lower():
-            raise BuildFailed(f"ADD {url}: checksum mismatch: expected {checksum}, got sha256:{h.hexdigest()}")
+            raise BuildFailed(f"ADD {url}: checksum mismatch: expected {checksum}, "
+                              f"got sha256:{h.hexdigest()}")
     os.chmod(path, 0o600)
     if lm:
         with contextlib.suppress(TypeError, ValueError):

@@ -290,7 +290,8 @@ class Run(Step):
     async def run(self, b, st):
         ins = self.ins
         if ins.flag("mount") or ins.flag("security"):
-            raise InvalidArgument("RUN --mount and --security need BuildKit; berth's builder does not have them")
+            raise InvalidArgument("RUN --mount and --security need BuildKit; "
+                                  "berth's builder does not have them")
         network = ins.flag("network")
         if network not in (None, "default", "none", "host"):
             raise InvalidArgument(f"unsupported RUN --network={network}")

@@ -168,7 +168,8 @@ def _instruction(text: str, line: int, escape: str) -> Instruction:
     if cmd_u == "SHELL" and ins.json_args is None:
         raise InvalidArgument(f"line {line}: SHELL requires the arguments to be in JSON form")
     if not rest and cmd_u not in ("RUN", "CMD", "ENTRYPOINT", "HEALTHCHECK"):
-        raise InvalidArgument(f"dockerfile parse error on line {line}: {cmd_u} requires at least one argument")
+        raise InvalidArgument(f"dockerfile parse error on line {line}: "
+                              f"{cmd_u} requires at least one argument")
     return ins
 
 

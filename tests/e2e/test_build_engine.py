@@ -180,9 +180,8 @@ CMD ["hi"]
     assert len(raw["rootfs"]["diff_ids"]) == sum(1 for h in hist if not h.get("empty_layer"))
     assert hist[-1]["created_by"] == '/bin/sh -c #(nop)  CMD ["hi"]' and hist[-1]["empty_layer"] is True
     assert any(h["created_by"].startswith("|1 V=2.0 /bin/sh -c echo") for h in hist)
-    code, out = run_image(engine, "t1", ["sh", "-c",
-                                         "cat greeting ran /hd /etc/made.conf; stat -c '%a %U %n' a.sh sub/one "
-                                         "sub/nested/two; ls -a /etc"])
+    code, out = run_image(engine, "t1", ["sh", "-c", "cat greeting ran /hd /etc/made.conf; "
+                                         "stat -c '%a %U %n' a.sh sub/one sub/nested/two; ls -a /etc"])
     assert code == 0
     assert "hello world\nran-script\nheredoc\napp=/app\n" in out
     assert "700 root a.sh\n" in out and "daemon sub/one" in out and "daemon sub/nested/two" in out
@@ -248,7 +247,8 @@ def test_cache_hits_and_invalidation(engine, tmp_path):
     assert r.cache_hits == 2 and "Running in" in r.text
     assert build(engine, str(ctx), build_args={"X": "2"}).cache_hits == 5
     # a changed instruction text
-    (ctx / "Dockerfile").write_text("FROM busybox\nARG X=1\nCOPY f /f\nRUN echo $X  > /x\nCOPY g /g\nCMD [\"sh\"]\n")
+    (ctx / "Dockerfile").write_text("FROM busybox\nARG X=1\nCOPY f /f\nRUN echo $X  > /x\nCOPY g /g\n"
+                                    "CMD [\"sh\"]\n")
     assert build(engine, str(ctx)).cache_hits == 2
     # --no-cache
     r = build(engine, str(ctx), no_cache=True)
@@ -263,8 +263,8 @@ def test_onbuild_triggers(engine, tmp_path):
     parent = write(tmp_path / "p", {"Dockerfile": "FROM busybox\nONBUILD COPY data /data\n"
                                                   "ONBUILD RUN echo triggered > /trig\n"})
     r = build(engine, str(parent), tags=["parent"])
-    assert r.error is None and config(engine, "parent")["config"]["OnBuild"] == ["COPY data /data",
-                                                                                  "RUN echo triggered > /trig"]
+    triggers = config(engine, "parent")["config"]["OnBuild"]
+    assert r.error is None and triggers == ["COPY data /data", "RUN echo triggered > /trig"]
     child = write(tmp_path / "c", {"Dockerfile": "FROM parent\nCMD [\"sh\"]\n", "data": "payload"})
     r = build(engine, str(child), tags=["child"])
     assert r.error is None, r.text
@@ -299,14 +299,16 @@ def test_hostile_contexts(engine, tmp_path):
     (ctx / "Dockerfile").write_text("FROM busybox\nCOPY link /link\nCOPY etclink /etclink\n")
     r = build(engine, str(ctx), tags=["links"])
     assert r.error is None, r.text
-    code, out = run_image(engine, "links", ["sh", "-c", "readlink /link; readlink /etclink; cat /link 2>&1; true"])
+    code, out = run_image(engine, "links", ["sh", "-c",
+                                            "readlink /link; readlink /etclink; cat /link 2>&1; true"])
     assert out.startswith(f"{outside}\n/etc\n") and "host secret" not in out
     # a path through a context symlink resolves inside the context, not the host
     (ctx / "Dockerfile").write_text("FROM busybox\nCOPY etclink/passwd /p\n")
     r = build(engine, str(ctx))
     assert r.error and "not found" in r.error
     # WORKDIR /proc/self/fd/N is made inside the image; nothing of the host shows there
-    (ctx / "Dockerfile").write_text("FROM busybox\nWORKDIR /proc/self/fd/7\nRUN ls -a /proc/self/fd/7/ > /seen; "
+    (ctx / "Dockerfile").write_text("FROM busybox\nWORKDIR /proc/self/fd/7\n"
+                                    "RUN ls -a /proc/self/fd/7/ > /seen; "
                                     "cat ../../../../etc/hostname > /hn 2>/dev/null; true\n")
     r = build(engine, str(ctx), tags=["wd"], force_rm=True)
     if r.error is not None:  # the runtime refuses such a cwd: a clean failure
@@ -372,7 +374,8 @@ def test_limits_fork_bomb_flood_disk(engine, tmp_path):
     r = build(engine, str(ctx), limits=BuildLimits(max_layer=8 << 20, poll=0.05))
     assert r.error is not None and "exceed" in r.error
     free = os.statvfs(engine.cfg.data_root)
-    r = build(engine, str(ctx), limits=BuildLimits(min_free=free.f_bavail * free.f_frsize - (16 << 20), poll=0.05))
+    min_free = free.f_bavail * free.f_frsize - (16 << 20)
+    r = build(engine, str(ctx), limits=BuildLimits(min_free=min_free, poll=0.05))
     assert r.error is not None and "free" in r.error
     assert list(engine.containers.all()) == []  # containers the builder stopped are removed
 
@@ -408,12 +411,12 @@ def test_add_archive_and_url(engine, tmp_path):
     try:
         url = f"http://127.0.0.1:{srv.server_address[1]}/files/payload.txt"
         good = "sha256:" + hashlib.sha256(_Files.body).hexdigest()
-        ctx = write(tmp_path / "ctx", {"a.tar.gz": buf.getvalue(), "Dockerfile":
-                                       f"FROM busybox\nADD a.tar.gz /opt/\nADD --checksum={good} {url} /dl/\n"})
+        df = f"FROM busybox\nADD a.tar.gz /opt/\nADD --checksum={good} {url} /dl/\n"
+        ctx = write(tmp_path / "ctx", {"a.tar.gz": buf.getvalue(), "Dockerfile": df})
         r = build(engine, str(ctx), tags=["add"])
         assert r.error is None, r.text
-        code, out = run_image(engine, "add", ["sh", "-c", "cat /opt/pkg/inside.txt; echo; cat /dl/payload.txt; "
-                                              "stat -c %a /dl/payload.txt"])
+        code, out = run_image(engine, "add", ["sh", "-c", "cat /opt/pkg/inside.txt; echo; "
+                                              "cat /dl/payload.txt; stat -c %a /dl/payload.txt"])
         assert out == "inside\ndownloaded payload\n600\n"
         (ctx / "Dockerfile").write_text(f"FROM busybox\nADD --checksum=sha256:{'0' * 64} {url} /dl/\n")
         r = build(engine, str(ctx))
