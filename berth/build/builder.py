@@ -347,6 +347,8 @@ class Builder:
         """Remove build snapshots left by builder processes that died."""
         from berth.images.unpack import owner_alive
 
+        if self.snap is None:
+            return
         for info in list(self.snap.walk()):
             if info.key.startswith(SNAPSHOT_PREFIX) and info.kind != "committed" and \
                     not owner_alive(info.labels or {}):
@@ -636,11 +638,13 @@ async def _run_step(b: Builder, st: Stage, argv: list[str], shown: str, *,
         iid = b._commit(st, dict(cfg), text, layer)
         b.cache.put(key, iid)
         ok = True
+    except asyncio.CancelledError:
+        b.killed.setdefault(cid, "build cancelled")  # the client went away: do not leave it running
+        raise
     finally:
-        remove = b.force_rm or (ok and b.rm) or cid in b.killed
-        if remove:
+        if b.force_rm or (ok and b.rm) or cid in b.killed:
             with contextlib.suppress(BerthError):
-                await eng.remove(cid, force=True)
+                await asyncio.shield(eng.remove(cid, force=True))
             b.say(f" ---> Removed intermediate container {cid[:12]}\n")
     b._done(st)
 
