@@ -417,7 +417,8 @@ class Builder:
         pre, stages = self._plan()
         total = len(pre) + sum(len(s) for s in stages)
         n = 0
-        genv: dict[str, str] = {}
+        genv: dict[str, str] = _platform_args()
+        self.globals.update(genv)
         from berth.build.parser import name_values
 
         for ins in pre:
@@ -647,6 +648,19 @@ async def _run_step(b: Builder, st: Stage, argv: list[str], shown: str, *,
                 await asyncio.shield(eng.remove(cid, force=True))
             b.say(f" ---> Removed intermediate container {cid[:12]}\n")
     b._done(st)
+
+def _platform_args() -> dict[str, str]:
+    """BuildKit's automatic platform args (global scope): the host's platform for both."""
+    from berth.oci import image as oci
+
+    p = oci.normalize_platform(oci.host_platform())
+    full = f"{p.os}/{p.architecture}" + (f"/{p.variant}" if p.variant else "")
+    out = {}
+    for pre in ("TARGET", "BUILD"):
+        out.update({f"{pre}PLATFORM": full, f"{pre}OS": p.os, f"{pre}ARCH": p.architecture,
+                    f"{pre}VARIANT": p.variant or ""})
+    return out
+
 
 def _stage_name(ins: Instruction) -> str:
     words = ins.args.split()

@@ -121,7 +121,7 @@ def _build(eng, ctx_dir, dockerfile: bytes, **kw) -> list[dict]:
     return asyncio.run(go())
 
 
-DF = b"""FROM scratch
+DF = b"""FROM --platform=$BUILDPLATFORM scratch
 ENV PATH=/bin
 LABEL a=b
 CMD ["run"]
@@ -134,7 +134,8 @@ def test_metadata_build_history_messages_and_cache(tmp_path):
     msgs = _build(eng, str(tmp_path / "ctx"), DF, tags=["meta:1"])
     text = "".join(m.get("stream", "") for m in msgs)
     [aux] = [m["aux"]["ID"] for m in msgs if "aux" in m]
-    assert text.startswith("Step 1/4 : FROM scratch\nStep 2/4 : ENV PATH=/bin\n ---> ")
+    assert text.startswith("Step 1/4 : FROM --platform=$BUILDPLATFORM scratch\n"
+                           "Step 2/4 : ENV PATH=/bin\n ---> ")
     assert text.endswith(f"Successfully built {aux[7:19]}\nSuccessfully tagged meta:1\n")
     raw = eng.images.read_config(eng.images.get("meta:1")).raw
     assert raw["rootfs"] == {"type": "layers", "diff_ids": []}
@@ -162,11 +163,12 @@ def test_errors_are_messages(tmp_path):
     eng = _engine(tmp_path)
     (tmp_path / "ctx").mkdir()
     for df, msg in ((b"", "cannot be empty"), (b"ENV A=1\n", "no build stage"),
+                    (b"FROM --platform=linux/s390x scratch\n", "host platform"),
                     (b"FROM scratch\nEXPOSE 99999\n", "invalid containerPort"),
                     (b"FROM scratch\nHEALTHCHECK --interval=bad CMD x\n", "invalid duration"),
                     (b"FROM scratch\nONBUILD FROM x\n", "isn't allowed"),
                     (b"FROM scratch AS a\nFROM scratch\n", None)):
-        msgs = _build(eng, str(tmp_path / "ctx"), df, target="zz" if df.endswith(b"scratch\n") else None)
+        msgs = _build(eng, str(tmp_path / "ctx"), df, target="zz" if msg is None else None)
         errs = [m for m in msgs if "error" in m]
         assert errs, df
         assert msg is None or msg in errs[0]["error"], (df, errs)
