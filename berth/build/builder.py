@@ -376,8 +376,11 @@ class Builder:
                 stages.append([x])
             else:
                 stages[-1].append(x)
+        names = [_stage_name(s[0]) for s in stages]
+        dup = {n for n in names if n and names.count(n) > 1}
+        if dup:
+            raise InvalidArgument(f"duplicate stage name {sorted(dup)[0]!r} in Dockerfile")
         if self.target:
-            names = [_stage_name(s[0]) for s in stages]
             if self.target.lower() not in names:
                 raise NotFound(f"failed to reach build target {self.target} in Dockerfile")
             stages = stages[: names.index(self.target.lower()) + 1]

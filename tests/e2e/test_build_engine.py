@@ -477,3 +477,21 @@ def test_quiet_and_bad_input(engine, tmp_path):
     r = build(engine, str(ctx), build_args={"UNUSED": "1"})
     assert "[Warning] One or more build-args [UNUSED] were not consumed" in r.text
     assert json.dumps(r.msgs)
+
+
+def test_proxy_args_and_stage_args(engine, tmp_path):
+    ctx = write(tmp_path / "ctx", {"Dockerfile": """ARG G=global
+FROM busybox
+ARG G
+ARG LOCAL=l
+ENV LOCAL=from-env
+RUN echo "$HTTP_PROXY $G $LOCAL" > /seen
+"""})
+    r = build(engine, str(ctx), tags=["px"], build_args={"HTTP_PROXY": "http://127.0.0.1:9"})
+    assert r.error is None and "were not consumed" not in r.text
+    assert run_image(engine, "px", ["cat", "/seen"]) == (0, "http://127.0.0.1:9 global from-env\n")
+    hist = json.dumps(config(engine, "px")["history"])
+    assert "127.0.0.1:9" not in hist and "|2 G=global LOCAL=l /bin/sh -c" in hist
+    # a proxy value is not a cache input
+    r = build(engine, str(ctx), build_args={"HTTP_PROXY": "http://127.0.0.1:10"})
+    assert r.cache_hits == 4
