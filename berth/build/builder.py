@@ -487,7 +487,7 @@ class Builder:
         if prior is not None:
             self._load(st, self._ensure_image(prior))
         elif ref.lower() == "scratch":
-            st.raw = oci.new_config(diff_ids=[], history=[], created=self._created())
+            st.raw = oci.new_config(diff_ids=[], history=[], created="")  # the same every build
             st.raw.pop("history", None)
         else:
             try:
@@ -915,8 +915,6 @@ def _extract(root: int, tree: SourceTree, src: Source, dest: str, tmp: str) -> N
 async def _copy_step(b: Builder, st: Stage, ins: Instruction, *, add: bool) -> None:
     """COPY / ADD: sources hashed for the cache key, written into a private snapshot, diffed."""
     plan = _plan_copy(b, st, ins, add)
-    if st.image_id is None:
-        b._ensure_image(st)
     hit = await asyncio.to_thread(_copy_work, b, st, plan, [])
     if hit:
         b.say(" ---> Using cache\n")

@@ -216,6 +216,8 @@ COPY --from=0 /out/artifact /again
 """})
     r3 = build(engine, str(ctx2), tags=["ms"])
     assert r3.error is None, r3.text
+    r4 = build(engine, str(ctx2))
+    assert r4.id == r3.id and r4.cache_hits == 4  # scratch stages hit the cache too
     code, out = run_image(engine, "ms", ["/bin/busybox", "sh", "-c", "/bin/busybox cat /artifact /again; "
                                          "/bin/busybox readlink /link"])
     assert (code, out) == (0, "built\nbuilt\nartifact\n")
