@@ -149,6 +149,7 @@ class Builder:
         self.globals: dict[str, str | None] = {}
         self.stages: list[Stage] = []
         self.killed: dict[str, str] = {}
+        self.active: set[str] = set()   # RUN containers running now
         self.lease: Any = None
 
     # -- output ----------------------------------------------------------------------------------
@@ -607,6 +608,7 @@ async def _run_step(b: Builder, st: Stage, argv: list[str], shown: str, *,
     cid = eng.create_container(None, config)["Id"]
     b.say(f" ---> Running in {cid[:12]}\n")
     ok = False
+    b.active.add(cid)
     try:
         io = _RunIO(b, cid)
         attach = asyncio.create_task(eng.attach(cid, io, stdin=False, stdout=True, stderr=True, logs=False,
@@ -621,6 +623,9 @@ async def _run_step(b: Builder, st: Stage, argv: list[str], shown: str, *,
             with contextlib.suppress(BaseException):
                 await attach
             raise BuildFailed(f"The command '{text}' could not start: {e}", 127) from None
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError()  # cancelled while the engine was starting it
         dog = asyncio.create_task(b._watchdog(cid, snap_key))
         try:
             res = await waiter
@@ -646,6 +651,7 @@ async def _run_step(b: Builder, st: Stage, argv: list[str], shown: str, *,
         b.killed.setdefault(cid, "build cancelled")  # the client went away: do not leave it running
         raise
     finally:
+        b.active.discard(cid)
         if b.force_rm or (ok and b.rm) or cid in b.killed:
             with contextlib.suppress(BerthError):
                 await asyncio.shield(eng.remove(cid, force=True))
@@ -1008,6 +1014,8 @@ async def build(engine: Any, context: str | os.PathLike | bytes | BinaryIO | Bui
             yield m
     finally:
         if not task.done():
+            for cid in list(b.active):  # the client went away: stop what runs for it
+                await b.stop_run(cid, "build cancelled")
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task

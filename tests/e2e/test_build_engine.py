@@ -497,3 +497,20 @@ RUN echo "$HTTP_PROXY $G $LOCAL" > /seen
     # a proxy value is not a cache input
     r = build(engine, str(ctx), build_args={"HTTP_PROXY": "http://127.0.0.1:10"})
     assert r.cache_hits == 4
+
+
+def test_client_gone_mid_run_leaves_nothing(engine, tmp_path):
+    from berth.build import build as _build
+
+    ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN echo started; sleep 60\n"})
+
+    async def go():
+        gen = _build(engine, str(ctx))
+        async for m in gen:
+            if m.get("stream") == "started\n":
+                break
+        await gen.aclose()
+        await asyncio.sleep(0.1)
+
+    asyncio.run(asyncio.wait_for(go(), 30))
+    assert list(engine.containers.all()) == []
