@@ -10,69 +10,29 @@ image is recorded untagged, and the cache maps the step's key to it. See docs/de
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import json
 import logging
 import os
-import posixpath
 import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from berth.build import fsops
 from berth.build.cache import BuildCache, cache_key
-from berth.build.context import BuildContext, Source, SourceTree
+from berth.build.context import BuildContext
 from berth.build.instructions import NOP, PROXY_ARGS, step_for
 from berth.build.parser import Dockerfile, Instruction, parse
-from berth.build.shell import expand_heredoc, process_word, process_words
+from berth.build.shell import process_word, process_words
+from berth.build.state import DEFAULT_SHELL, BuildFailed, BuildLimits, Stage
 from berth.errors import BerthError, InvalidArgument, NotFound
 
 log = logging.getLogger("berth.build")
 
-DEFAULT_SHELL = ["/bin/sh", "-c"]
 SNAPSHOT_PREFIX = "build-"
 _DONE = object()
-
-
-@dataclass
-class BuildLimits:
-    """Bounds on what one RUN may do (beyond the isolation every container has)."""
-
-    pids: int = 1024                 # pids cgroup limit of build containers (fork bombs)
-    max_output: int = 32 << 20       # bytes of RUN output before the step is stopped
-    min_free: int = 256 << 20        # stop a RUN when the data root has less free space than this
-    max_layer: int = 0               # stop a RUN whose changes exceed this many bytes (0: no limit)
-    run_timeout: float = 0.0         # seconds (0: none)
-    poll: float = 0.25               # how often the watchdog looks
-    max_download: int = 1 << 30      # ADD <url>
-
-
-class BuildFailed(BerthError):
-    """A step failed; ``code`` is a RUN's exit code when there is one."""
-
-    http_status = 500
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass
-class Stage:
-    """The state of one build stage between steps."""
-
-    index: int
-    name: str
-    image_id: str | None          # None: scratch, nothing committed yet
-    raw: dict                     # the image config document
-    layers: list                  # berth.images.blobs.Layer
-    args: dict[str, str | None] = field(default_factory=dict)
-    shell: list[str] = field(default_factory=lambda: list(DEFAULT_SHELL))
-    cmd_set: bool = False
 
 
 def _sde(build_args: Mapping[str, str]) -> int | None:
@@ -86,34 +46,6 @@ def _sde(build_args: Mapping[str, str]) -> int | None:
     if n < 0:
         raise InvalidArgument(f"invalid SOURCE_DATE_EPOCH: {v!r}")
     return n
-
-
-class _RunIO:
-    """The attach sink of a RUN container: streams its output, stops it when it floods."""
-
-    tty = False
-    detached = False
-
-    def __init__(self, b: Builder, cid: str) -> None:
-        self.b = b
-        self.cid = cid
-        self.total = 0
-        self.dec = {1: codecs.getincrementaldecoder("utf-8")("replace"),
-                    2: codecs.getincrementaldecoder("utf-8")("replace")}
-
-    async def read_stdin(self) -> bytes:
-        return b""
-
-    async def write(self, stream: int, data: bytes) -> None:
-        if self.b.killed.get(self.cid):
-            return
-        self.total += len(data)
-        if self.total > self.b.limits.max_output:
-            await self.b.stop_run(self.cid, f"RUN output exceeded {self.b.limits.max_output} bytes")
-            return
-        text = self.dec.get(stream, self.dec[1]).decode(data)
-        if text:
-            self.b.say(text)
 
 
 class Builder:
@@ -554,109 +486,23 @@ class Builder:
                 return
 
     async def run(self, st: Stage, argv: list[str], shown: str, *, network: str | None = None) -> None:
-        await _run_step(self, st, argv, shown, network=network)
+        """RUN (``berth.build.runstep``)."""
+        from berth.build.runstep import run_step
+
+        await run_step(self, st, argv, shown, network=network)
 
     async def copy(self, st: Stage, ins: Instruction, *, add: bool) -> None:
-        await _copy_step(self, st, ins, add=add)
+        """COPY / ADD (``berth.build.copystep``)."""
+        from berth.build.copystep import copy_step
+
+        await copy_step(self, st, ins, add=add)
 
     async def workdir(self, st: Stage, cfg: dict, text: str) -> None:
-        await _workdir_step(self, st, cfg, text)
+        """WORKDIR (``berth.build.copystep``)."""
+        from berth.build.copystep import workdir_step
 
+        await workdir_step(self, st, cfg, text)
 
-async def _run_step(b: Builder, st: Stage, argv: list[str], shown: str, *,
-                    network: str | None = None) -> None:
-    """RUN: a container through the Engine, its snapshot diffed into a layer."""
-    args = {k: v for k, v in st.args.items() if v is not None}
-    hist_args = {k: v for k, v in args.items() if k not in PROXY_ARGS}
-    prefix = ""
-    if hist_args:
-        prefix = f"|{len(hist_args)} " + " ".join(f"{k}={v}" for k, v in sorted(hist_args.items())) + " "
-    text = prefix + shown
-    parent = b._ensure_image(st)
-    key = cache_key(parent, "RUN " + text, hist_args)
-    if b._cached(st, key):
-        b._done(st)
-        return
-    cfg = st.raw.get("config") or {}
-    env = list(cfg.get("Env") or [])
-    have = {e.split("=", 1)[0] for e in env}
-    for k, v in sorted(args.items()):
-        if k not in have:
-            env.append(f"{k}={v}")
-    for k in sorted(PROXY_ARGS):
-        if k in b.build_args and k not in have and k not in args:
-            env.append(f"{k}={b.build_args[k]}")
-    net = network or b.network
-    if net == "default":
-        net = b.network
-    config = {
-        "Image": parent,
-        "Cmd": argv,
-        "Entrypoint": [],
-        "Env": env,
-        "WorkingDir": cfg.get("WorkingDir") or "",
-        "User": cfg.get("User") or "",
-        "AttachStdout": True,
-        "AttachStderr": True,
-        "Labels": {"berth.build": "1"},
-        "HostConfig": {"NetworkMode": net, "PidsLimit": b.limits.pids, "LogConfig": {"Type": "none"}},
-    }
-    if net == "host":
-        # the host's name, in a UTS namespace of its own (the engine cannot set a hostname without one)
-        config["Hostname"] = os.uname().nodename
-    eng = b.engine
-    cid = eng.create_container(None, config)["Id"]
-    b.say(f" ---> Running in {cid[:12]}\n")
-    ok = False
-    b.active.add(cid)
-    try:
-        io = _RunIO(b, cid)
-        attach = asyncio.create_task(eng.attach(cid, io, stdin=False, stdout=True, stderr=True, logs=False,
-                                                stream=True))
-        waiter = await eng.wait(cid, "next-exit")
-        await asyncio.sleep(0.02)
-        snap_key = eng.containers.get(cid).snapshot_key
-        try:
-            await eng.start(cid)
-        except BerthError as e:
-            attach.cancel()
-            with contextlib.suppress(BaseException):
-                await attach
-            raise BuildFailed(f"The command '{text}' could not start: {e}", 127) from None
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise asyncio.CancelledError()  # cancelled while the engine was starting it
-        dog = asyncio.create_task(b._watchdog(cid, snap_key))
-        try:
-            res = await waiter
-        finally:
-            dog.cancel()
-            with contextlib.suppress(BaseException):
-                await dog
-        try:
-            await asyncio.wait_for(attach, 10)
-        except (TimeoutError, BerthError, OSError):
-            attach.cancel()
-        code = int(res.get("StatusCode", 1))
-        if cid in b.killed:
-            raise BuildFailed(b.killed[cid], code)
-        if code != 0:
-            raise BuildFailed(f"The command '{text}' returned a non-zero code: {code}", code)
-        await asyncio.to_thread(b._scrub, snap_key)
-        layer = await asyncio.to_thread(b._diff, snap_key)
-        iid = b._commit(st, dict(cfg), text, layer)
-        b.cache.put(key, iid)
-        ok = True
-    except asyncio.CancelledError:
-        b.killed.setdefault(cid, "build cancelled")  # the client went away: do not leave it running
-        raise
-    finally:
-        b.active.discard(cid)
-        if b.force_rm or (ok and b.rm) or cid in b.killed:
-            with contextlib.suppress(BerthError):
-                await asyncio.shield(eng.remove(cid, force=True))
-            b.say(f" ---> Removed intermediate container {cid[:12]}\n")
-    b._done(st)
 
 def _platform_args() -> dict[str, str]:
     """BuildKit's automatic platform args (global scope): the host's platform for both."""
@@ -681,271 +527,6 @@ def _opaque(path: str) -> bool:
         return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
     except OSError:
         return False
-
-
-def _heredoc_name(word: str) -> str | None:
-    if not word.startswith("<<"):
-        return None
-    name = word[2:].lstrip("-")
-    if len(name) >= 2 and name[0] == name[-1] and name[0] in "\"'":
-        name = name[1:-1]
-    return name or None
-
-
-@dataclass
-class _CopyPlan:
-    what: str
-    srcs: list[str]
-    dest: str
-    dest_dir: bool
-    chown: str
-    chmod: int | None
-    from_ref: str
-    checksum: str
-    heredocs: dict[str, bytes]
-
-
-def _plan_copy(b: Builder, st: Stage, ins: Instruction, add: bool) -> _CopyPlan:
-    what = "ADD" if add else "COPY"
-    if ins.json_args is not None:
-        words = [b.expand(st, w) for w in ins.json_args]
-    else:
-        words = b.words(st, ins.args)
-    if len(words) < 2:
-        raise InvalidArgument(f"{what} requires at least two arguments, but only one was provided. "
-                              "Destination could not be determined.")
-    if ins.flag("link") not in (None, "false") or ins.flag("parents") or ins.flag("exclude"):
-        raise InvalidArgument(f"{what} --link/--parents/--exclude need BuildKit; "
-                              "berth's builder does not have them")
-    if add and ins.flag("keep-git-dir"):
-        raise InvalidArgument("ADD --keep-git-dir: git sources are not supported")
-    dest_word = words[-1]
-    cfg = st.raw.get("config") or {}
-    wd = cfg.get("WorkingDir") or "/"
-    dest = posixpath.normpath(dest_word if dest_word.startswith("/") else posixpath.join(wd, dest_word))
-    dest_dir = dest_word.endswith("/") or dest_word in (".", "./") or len(words) > 2
-    chmod = None
-    chmod_s = ins.flag("chmod")
-    if chmod_s is not None:
-        chmod_s = b.expand(st, chmod_s)
-        try:
-            chmod = int(chmod_s, 8)
-        except ValueError:
-            raise InvalidArgument(f"invalid chmod parameter: {chmod_s!r}: must be octal") from None
-        if not 0 <= chmod <= 0o7777:
-            raise InvalidArgument(f"invalid chmod parameter: {chmod_s!r}")
-    heredocs: dict[str, bytes] = {}
-    env = b.env(st)
-    for h in ins.heredocs:
-        text = expand_heredoc(h.content, env) if h.expand else h.content
-        heredocs[h.name] = text.encode()
-    return _CopyPlan(what, words[:-1], dest, dest_dir, b.expand(st, ins.flag("chown") or ""), chmod,
-                     b.expand(st, ins.flag("from") or ""), ins.flag("checksum") or "", heredocs)
-
-
-def _is_archive(tree: SourceTree, rel: str) -> bool:
-    from berth.archive.compression import detect
-
-    fd = tree.open_file(rel)
-    try:
-        head = os.pread(fd, 512, 0)
-    finally:
-        os.close(fd)
-    if detect(head) in ("gzip", "zstd"):
-        return True
-    return len(head) >= 262 and head[257:262] == b"ustar"
-
-
-def _download(b: Builder, url: str, checksum: str, tmp: str) -> tuple[SourceTree, list[Source]]:
-    import email.utils
-    import hashlib
-    import urllib.parse
-    import urllib.request
-
-    proxies = {k.lower().removesuffix("_proxy"): v for k, v in b.build_args.items()
-               if k.lower() in ("http_proxy", "https_proxy")}
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
-    name = posixpath.basename(urllib.parse.urlparse(url).path) or "index.html"
-    if name in (".", "..") or "/" in name:
-        name = "download"
-    d = tempfile.mkdtemp(prefix="dl-", dir=tmp)
-    path = os.path.join(d, name)
-    h = hashlib.sha256()
-    total = 0
-    try:
-        req = urllib.request.Request(url, headers={"User-Agent": "berth-builder"})
-        with opener.open(req, timeout=60) as r, open(path, "wb") as f:
-            lm = r.headers.get("Last-Modified")
-            while True:
-                chunk = r.read(1 << 20)
-                if not chunk:
-                    break
-                total += len(chunk)
-                if total > b.limits.max_download:
-                    raise BuildFailed(f"ADD {url}: download larger than {b.limits.max_download} bytes")
-                h.update(chunk)
-                f.write(chunk)
-    except OSError as e:
-        raise BuildFailed(f"failed to download {url}: {e}") from None
-    if checksum:
-        algo, _, want = checksum.partition(":")
-        if algo != "sha256" or not want:
-            raise InvalidArgument(f"unsupported checksum {checksum!r} (want sha256:<hex>)")
-        if h.hexdigest() != want.lower():
-            raise BuildFailed(f"ADD {url}: checksum mismatch: expected {checksum}, "
-                              f"got sha256:{h.hexdigest()}")
-    os.chmod(path, 0o600)
-    if lm:
-        with contextlib.suppress(TypeError, ValueError):
-            ts = email.utils.parsedate_to_datetime(lm).timestamp()
-            os.utime(path, (ts, ts))
-    fd = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    tree = SourceTree(fd)
-    os.chown(path, 0, 0)  # a download belongs to root (or --chown)
-    return tree, [Source(name, name, os.lstat(path))]
-
-
-def _copy_work(b: Builder, st: Stage, plan: _CopyPlan, key_out: list[str]) -> bool:
-    """Select and hash the sources, look the step up in the cache, copy on a miss (in a thread).
-
-    Returns True on a cache hit."""
-    import hashlib
-
-    with contextlib.ExitStack() as stack:
-        tmp = tempfile.mkdtemp(prefix="berth-build-")
-        stack.callback(shutil.rmtree, tmp, True)
-        from_id = ""
-        tree = b.ctx.tree
-        if plan.from_ref:
-            if plan.what == "ADD":
-                raise InvalidArgument("ADD does not take --from; use COPY --from")
-            prior = b._stage(plan.from_ref)
-            if prior is not None:
-                if prior is st:
-                    raise InvalidArgument(f"COPY --from={plan.from_ref}: a stage cannot copy from itself")
-                from_id = b._ensure_image(prior)
-            else:
-                try:
-                    from_id = b.store.get(plan.from_ref).id
-                except (NotFound, InvalidArgument):
-                    raise NotFound(f"COPY --from={plan.from_ref}: no such stage or image") from None
-            root_fd = stack.enter_context(b._view(from_id))
-            tree = SourceTree(root_fd)
-        groups: list[tuple[SourceTree, list[Source], bool]] = []
-        h = hashlib.sha256()
-        tops = 0
-        for src in plan.srcs:
-            name = _heredoc_name(src)
-            if name is not None and name in plan.heredocs:
-                data = plan.heredocs[name]
-                h.update(b"heredoc\0" + name.encode() + b"\0" + hashlib.sha256(data).digest())
-                tops += 1
-                continue
-            if plan.what == "ADD" and src.startswith(("http://", "https://")):
-                utree, sources = _download(b, src, plan.checksum, tmp)
-                stack.callback(os.close, utree.root_fd)
-                groups.append((utree, sources, False))
-                h.update(b"url\0" + src.encode() + b"\0" + utree.content_hash(sources).encode())
-                tops += 1
-                continue
-            if plan.checksum:
-                raise InvalidArgument("ADD --checksum is only supported for HTTP(S) sources")
-            sources = tree.select(src)
-            top_dir = bool(sources) and sources[0].dest == ""
-            archive = (plan.what == "ADD" and len(sources) == 1 and not top_dir
-                       and _stat_isreg(sources[0]) and _is_archive(tree, sources[0].src))
-            groups.append((tree, sources, archive))
-            tops += sum(1 for s in sources if "/" not in s.dest)
-            if top_dir or archive:
-                tops += 1
-            h.update(b"src\0" + src.encode() + b"\0" + tree.content_hash(sources).encode())
-        dest_dir = plan.dest_dir or tops > 1
-        kind = "multi" if len(plan.srcs) > 1 else ("dir" if dest_dir and groups and groups[0][1] and
-                                                   groups[0][1][0].dest == "" else "file")
-        text = f"{NOP}{plan.what} {kind}:{h.hexdigest()} in {plan.dest}{'/' if plan.dest_dir else ''} "
-        parent = st.image_id or ""
-        key = cache_key(parent, text, content=h.hexdigest(),
-                        extra={"chown": plan.chown, "chmod": plan.chmod or "", "from": from_id})
-        key_out.append(key)
-        if b._cached(st, key, say=False):
-            return True
-        cfg = json.loads(json.dumps(st.raw.get("config") or {}))
-        with b._scratch_snapshot(st.image_id) as skey:
-            with fsops.snapshot_root(b.snap.mounts(skey)) as root:
-                owner = fsops.resolve_chown(root, plan.chown) if plan.chown else None
-                if not dest_dir and fsops.is_dir(root, plan.dest):
-                    dest_dir = True
-                for gtree, sources, archive in groups:
-                    if archive:
-                        _extract(root, gtree, sources[0], plan.dest, tmp)
-                        continue
-                    top_dir = sources[0].dest == ""
-                    fsops.copy_sources(root, gtree, sources, plan.dest, dest_is_dir=dest_dir or top_dir,
-                                       chown=owner if (owner or gtree is not b.ctx.tree) else (0, 0),
-                                       chmod=plan.chmod)
-                for src in plan.srcs:
-                    name = _heredoc_name(src)
-                    if name is not None and name in plan.heredocs:
-                        path = posixpath.join(plan.dest, name) if dest_dir else plan.dest
-                        uid, gid = owner or (0, 0)
-                        fsops.write_file(root, path, plan.heredocs[name], uid=uid, gid=gid,
-                                         mode=plan.chmod if plan.chmod is not None else 0o644)
-            layer = b._diff(skey)
-        iid = b._commit(st, cfg, text, layer)
-        b.cache.put(key, iid)
-        return False
-
-
-def _stat_isreg(s: Source) -> bool:
-    import stat
-
-    return stat.S_ISREG(s.st.st_mode)
-
-
-def _extract(root: int, tree: SourceTree, src: Source, dest: str, tmp: str) -> None:
-    """ADD of a local archive: applied (safely) into a private dir, then copied fd-relatively."""
-    from berth.archive import apply_layer
-
-    d = tempfile.mkdtemp(prefix="x-", dir=tmp)
-    f = tree.open_file(src.src)
-    with os.fdopen(f, "rb") as fh:
-        apply_layer(fh, d, whiteout_mode="delete")
-    fd = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        xtree = SourceTree(fd)
-        fsops.copy_sources(root, xtree, xtree.select("/"), dest, dest_is_dir=True, chown=None, chmod=None)
-    finally:
-        os.close(fd)
-
-
-async def _copy_step(b: Builder, st: Stage, ins: Instruction, *, add: bool) -> None:
-    """COPY / ADD: sources hashed for the cache key, written into a private snapshot, diffed."""
-    plan = _plan_copy(b, st, ins, add)
-    hit = await asyncio.to_thread(_copy_work, b, st, plan, [])
-    if hit:
-        b.say(" ---> Using cache\n")
-    b._done(st)
-
-
-async def _workdir_step(b: Builder, st: Stage, cfg: dict, text: str) -> None:
-    """WORKDIR: the directory is made (a layer) if the image does not have it, else metadata only."""
-    key = cache_key(st.image_id or "", text)
-    if b._cached(st, key):
-        b._done(st)
-        return
-
-    def work() -> None:
-        layer = None
-        with b._scratch_snapshot(st.image_id) as skey:
-            with fsops.snapshot_root(b.snap.mounts(skey)) as root:
-                created: list[str] = []
-                os.close(fsops.mkdirs(root, cfg["WorkingDir"], created=created))
-            if created:
-                layer = b._diff(skey)
-        b.cache.put(key, b._commit(st, cfg, text, layer))
-
-    await asyncio.to_thread(work)
-    b._done(st)
 
 
 def _open(engine: Any, context: Any, dockerfile: Any) -> tuple[BuildContext, Dockerfile]:
