@@ -20,8 +20,8 @@ from tests.helpers import mounts_under
 pytestmark = pytest.mark.root
 
 
-@pytest.fixture
-def engine(tmp_path):
+@pytest.fixture(params=["overlay", "vfs"])
+def engine(request, tmp_path):
     from berth.engine.engine import Engine
     from berth.images.bootstrap import busybox_image
 
@@ -33,6 +33,7 @@ def engine(tmp_path):
         runtime_root=str(tmp_path / "rt"),
         cgroup_parent=f"berth-test-{tag}",
         socket=str(tmp_path / "s.sock"),
+        storage_driver=request.param,
     )
     eng = Engine(cfg)
     busybox_image(eng.images)
