@@ -26,7 +26,7 @@ from berth.build.context import BuildContext
 from berth.build.instructions import NOP, PROXY_ARGS, step_for
 from berth.build.parser import Dockerfile, Instruction, parse
 from berth.build.shell import process_word, process_words
-from berth.build.state import DEFAULT_SHELL, BuildFailed, BuildLimits, Stage
+from berth.build.state import DEFAULT_SHELL, BuildEngine, BuildFailed, BuildLimits, Stage
 from berth.errors import BerthError, InvalidArgument, NotFound
 
 log = logging.getLogger("berth.build")
@@ -51,7 +51,8 @@ def _sde(build_args: Mapping[str, str]) -> int | None:
 class Builder:
     """One build: call ``execute()`` as a task; messages go to ``emit``."""
 
-    def __init__(self, engine: Any, ctx: BuildContext, df: Dockerfile, *, emit: Callable[[dict], None],
+    def __init__(self, engine: BuildEngine, ctx: BuildContext, df: Dockerfile, *,
+                 emit: Callable[[dict], None],
                  tags: Sequence[str] = (), build_args: Mapping[str, str] | None = None,
                  target: str | None = None, no_cache: bool = False, labels: Mapping[str, str] | None = None,
                  network: str = "none", rm: bool = True, force_rm: bool = False, quiet: bool = False,
@@ -558,7 +559,7 @@ def _open(engine: Any, context: Any, dockerfile: Any) -> tuple[BuildContext, Doc
         raise
 
 
-async def build(engine: Any, context: str | os.PathLike | bytes | BinaryIO | BuildContext, *,
+async def build(engine: BuildEngine, context: str | os.PathLike | bytes | BinaryIO | BuildContext, *,
                 dockerfile: str | bytes | os.PathLike = "Dockerfile", tags: Sequence[str] = (),
                 build_args: Mapping[str, str] | None = None, target: str | None = None,
                 no_cache: bool = False, labels: Mapping[str, str] | None = None, network: str = "none",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from berth.errors import BerthError
 
@@ -44,3 +45,21 @@ class Stage:
     args: dict[str, str | None] = field(default_factory=dict)
     shell: list[str] = field(default_factory=lambda: list(DEFAULT_SHELL))
     cmd_set: bool = False
+
+
+class BuildEngine(Protocol):
+    """What the builder uses of ``berth.engine.Engine`` (passed in; build sits below engine)."""
+
+    cfg: Any            # .data_root
+    db: Any             # berth.metadata.db.Database (the build_cache table lives there)
+    images: Any         # berth.images.store.ImageStore (with its content store and snapshotter)
+    containers: Any     # .get(cid).snapshot_key
+
+    def create_container(self, name: str | None, config: dict, platform: str | None = None) -> dict: ...
+    async def start(self, id: str) -> None: ...
+    async def attach(self, id: str, io: Any, *, stdin: bool, stdout: bool, stderr: bool, logs: bool,
+                     stream: bool) -> None: ...
+    async def wait(self, id: str, condition: str = "not-running") -> Any: ...
+    async def kill(self, id: str, signal: str | None = None) -> None: ...
+    async def remove(self, id: str, force: bool = False, volumes: bool = False,
+                     link: bool = False) -> None: ...
