@@ -459,9 +459,8 @@ def test_network_none_by_default_and_host(engine, tmp_path):
     assert run_image(engine, "netnone", ["cat", "/n"])[1].strip() == "1"  # lo only
     r = build(engine, str(ctx), tags=["nethost"], network="host", no_cache=True)
     assert r.error is None, r.text + str(r.error)
-    with open("/proc/net/dev") as f:
-        host_count = len(f.read().splitlines()) - 2
-    assert run_image(engine, "nethost", ["cat", "/n"])[1].strip() == str(host_count)
+    # the host's interfaces (other tests may add or remove some meanwhile: more than lo is enough)
+    assert int(run_image(engine, "nethost", ["cat", "/n"])[1].strip()) >= 2
 
 
 def test_quiet_and_bad_input(engine, tmp_path):
