@@ -10,7 +10,11 @@ def __getattr__(name: str):
         from berth.build import builder
 
         return getattr(builder, name)
+    if name == "prune_cache":
+        from berth.build.cache import prune_cache
+
+        return prune_cache
     raise AttributeError(name)
 
 
-__all__ = ["BuildFailed", "BuildLimits", "Builder", "build"]
+__all__ = ["BuildFailed", "BuildLimits", "Builder", "build", "prune_cache"]

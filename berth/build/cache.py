@@ -64,6 +64,37 @@ class BuildCache:
         with self.db.transaction() as conn:
             return conn.execute("DELETE FROM build_cache").rowcount
 
+    def image_ids(self) -> list[str]:
+        return [r["image_id"] for r in self.db.query("SELECT DISTINCT image_id FROM build_cache")]
+
     def __len__(self) -> int:
         row = self.db.query_one("SELECT COUNT(*) AS n FROM build_cache")
         return int(row["n"]) if row else 0
+
+
+def prune_cache(images: Any, db: Any) -> dict:
+    """``docker builder prune``: forget the cache and remove the step images only it kept (untagged,
+    unused by containers); returns Docker's ``{"CachesDeleted": [...], "SpaceReclaimed": n}``."""
+    from berth.errors import Conflict, NotFound
+
+    cache = BuildCache(db)
+    ids = cache.image_ids()
+    cache.prune()
+    deleted: list[str] = []
+    for iid in ids:
+        try:
+            img = images.get(iid)
+        except NotFound:
+            continue
+        if img.tags or img.digests or images.in_use(iid):
+            continue
+        try:
+            images.remove(iid, prune=False)
+        except (Conflict, NotFound):
+            continue
+        deleted.append(iid)
+    reclaimed = 0
+    if deleted:
+        res = images.gc()
+        reclaimed = int(getattr(res, "reclaimed_bytes", 0) or 0)
+    return {"CachesDeleted": deleted or None, "SpaceReclaimed": reclaimed}

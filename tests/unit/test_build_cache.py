@@ -175,3 +175,19 @@ def test_errors_are_messages(tmp_path):
         assert errs[0]["errorDetail"]["message"] == errs[0]["error"]
     msgs = _build(eng, str(tmp_path / "ctx"), b"FROM scratch\n", tags=["bad@sha256:" + "0" * 64])
     assert "error" in msgs[-1]
+
+
+def test_prune_cache_keeps_tagged_images(tmp_path):
+    from berth.build.cache import prune_cache
+
+    eng = _engine(tmp_path)
+    (tmp_path / "ctx").mkdir()
+    msgs = _build(eng, str(tmp_path / "ctx"), DF, tags=["keep:1"])
+    final = [m["aux"]["ID"] for m in msgs if "aux" in m][0]
+    assert len(eng.images.all()) == 3
+    out = prune_cache(eng.images, eng.db)
+    assert len(out["CachesDeleted"]) == 2 and final not in out["CachesDeleted"]
+    assert [i.id for i in eng.images.all()] == [final]
+    assert len(BuildCache(eng.db)) == 0
+    again = _build(eng, str(tmp_path / "ctx"), DF)
+    assert "Using cache" not in "".join(m.get("stream", "") for m in again)
