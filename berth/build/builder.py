@@ -191,36 +191,54 @@ class Builder:
     def _scrub(self, key: str) -> None:
         """Drop the mount points the runtime made in a RUN container's upper dir (Docker keeps them
         in an init layer): empty /etc/{hosts,hostname,resolv.conf} and empty /dev, /proc, /sys dirs
-        the image does not have; then /etc itself if only that copy-up is left of it."""
+        the image does not have; then /etc itself if only that copy-up is left of it.
+
+        The container controls the upper dir: every path is opened fd-relatively without following
+        symlinks, so a RUN that made ``/etc`` a symlink to a host path cannot steer this."""
         import stat as _stat
 
-        upper = self.snap.upper_dir(key)
-        lowers = self.snap.lower_dirs(key)
-
-        def in_lower(rel: str) -> os.stat_result | None:
-            for d in lowers:
+        upper = os.open(self.snap.upper_dir(key), _DIR_NOFOLLOW)
+        lowers = []
+        try:
+            for d in self.snap.lower_dirs(key):
                 with contextlib.suppress(OSError):
-                    return os.lstat(os.path.join(d, rel))
-            return None
+                    lowers.append(os.open(d, _DIR_NOFOLLOW))
 
-        for rel in ("etc/hostname", "etc/hosts", "etc/resolv.conf"):
-            p = os.path.join(upper, rel)
-            with contextlib.suppress(OSError):
-                st = os.lstat(p)
-                if _stat.S_ISREG(st.st_mode) and st.st_size == 0 and in_lower(rel) is None:
-                    os.unlink(p)
-        for rel in ("dev/pts", "dev/shm", "dev/mqueue", "dev", "proc", "sys", "etc"):
-            p = os.path.join(upper, rel)
-            with contextlib.suppress(OSError):
-                st = os.lstat(p)
-                if not _stat.S_ISDIR(st.st_mode) or os.listdir(p):
+            def in_lower(rel: str) -> os.stat_result | None:
+                for lfd in lowers:
+                    st = _lstat_at(lfd, rel)
+                    if st is not None:
+                        return st
+                return None
+
+            for rel in ("etc/hostname", "etc/hosts", "etc/resolv.conf"):
+                st = _lstat_at(upper, rel)
+                if st is not None and _stat.S_ISREG(st.st_mode) and st.st_size == 0 and in_lower(rel) is None:
+                    with _parent_at(upper, rel) as (pfd, leaf):
+                        os.unlink(leaf, dir_fd=pfd)
+            for rel in ("dev/pts", "dev/shm", "dev/mqueue", "dev", "proc", "sys", "etc"):
+                st = _lstat_at(upper, rel)
+                if st is None or not _stat.S_ISDIR(st.st_mode):
                     continue
-                low = in_lower(rel)
-                if low is None and rel != "etc":
-                    os.rmdir(p)
-                elif low is not None and _stat.S_ISDIR(low.st_mode) and not _opaque(p) and \
-                        (low.st_mode, low.st_uid, low.st_gid) == (st.st_mode, st.st_uid, st.st_gid):
-                    os.rmdir(p)
+                with _parent_at(upper, rel) as (pfd, leaf):
+                    dfd = os.open(leaf, _DIR_NOFOLLOW, dir_fd=pfd)
+                    try:
+                        if os.listdir(dfd):
+                            continue
+                        opaque = _opaque(dfd)
+                    finally:
+                        os.close(dfd)
+                    low = in_lower(rel)
+                    if low is None and rel != "etc":
+                        os.rmdir(leaf, dir_fd=pfd)
+                    elif low is not None and _stat.S_ISDIR(low.st_mode) and not opaque and \
+                            (low.st_mode, low.st_uid, low.st_gid) == (st.st_mode, st.st_uid, st.st_gid):
+                        os.rmdir(leaf, dir_fd=pfd)
+        except OSError as e:
+            log.debug("scrubbing %s: %s", key, e)
+        finally:
+            for fd in (upper, *lowers):
+                os.close(fd)
 
     def _diff(self, key: str) -> Any:
         from berth.archive import write_diff
@@ -523,11 +541,37 @@ def _stage_name(ins: Instruction) -> str:
     return words[2].lower() if len(words) == 3 else ""
 
 
-def _opaque(path: str) -> bool:
+_DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _opaque(fd: int) -> bool:
     try:
-        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+        return os.getxattr(fd, "trusted.overlay.opaque") == b"y"
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def _parent_at(base: int, rel: str):
+    """(dir fd, leaf name) of rel below base, every directory opened without following symlinks."""
+    parts = rel.split("/")
+    fd = os.dup(base)
+    try:
+        for part in parts[:-1]:
+            nfd = os.open(part, _DIR_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        yield fd, parts[-1]
+    finally:
+        os.close(fd)
+
+
+def _lstat_at(base: int, rel: str) -> os.stat_result | None:
+    try:
+        with _parent_at(base, rel) as (pfd, leaf):
+            return os.stat(leaf, dir_fd=pfd, follow_symlinks=False)
+    except OSError:
+        return None
 
 
 def _open(engine: Any, context: Any, dockerfile: Any) -> tuple[BuildContext, Dockerfile]:
