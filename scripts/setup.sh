@@ -37,7 +37,7 @@ mkdir -p .venv/berth-bin
 for spec in berth:berth.cli.main berthd:berth.engine.daemon berth-runtime:berth.runtime.cli; do
   ep=${spec%%:*}; mod=${spec#*:}
   cat > ".venv/berth-bin/$ep" <<PYEOF
-#!$ROOT/.venv/bin/python -I -S
+#!$ROOT/.venv/bin/python -IS
 import sys
 sys.path[:0] = ["$ROOT"]
 sys.path.append("$SITE")

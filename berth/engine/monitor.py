@@ -326,6 +326,12 @@ class Monitor:
         j = self.job
         record = {"exit_code": code, "finished_at": self.finished_at, "oom_killed": oom,
                   "pid": self.init.pid}
+        # drain whatever is still buffered in the pipes, then close them
+        for fd in list(self.init.out_fds):
+            self._pump(self.init, fd, drain=True)
+        if self.init.stdin_fd >= 0:
+            _close(self.init.stdin_fd)
+            self.init.stdin_fd = -1
         tmp = os.path.join(j.state_dir, ".exit.json.tmp")
         with open(tmp, "w") as f:
             json.dump(record, f)
@@ -333,12 +339,6 @@ class Monitor:
             os.fsync(f.fileno())
         os.replace(tmp, os.path.join(j.state_dir, "exit.json"))
         self.exited = True
-        # drain whatever is still buffered in the pipes, then close them
-        for fd in list(self.init.out_fds):
-            self._pump(self.init, fd, drain=True)
-        if self.init.stdin_fd >= 0:
-            _close(self.init.stdin_fd)
-            self.init.stdin_fd = -1
         if j.delete_on_exit:
             self._runtime(["delete", "--force", j.id])
         payload = json.dumps({"StatusCode": code, "OOMKilled": oom}).encode()

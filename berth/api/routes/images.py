@@ -69,7 +69,16 @@ async def prune(req: Request, engine) -> Response:
     return json_response(await result(method(engine, "prune_images")(req.filters())))
 
 
+async def bootstrap(req: Request, engine) -> Response:
+    """berth's own: make a base image locally (busybox from busybox-static, debian via debootstrap)."""
+    import asyncio
+
+    name = req.q("name") or "busybox"
+    return json_response(await asyncio.to_thread(engine.bootstrap_image, name))
+
+
 def register(r: Router) -> None:
+    r.add("POST", "/berth/images/bootstrap", bootstrap)
     r.add("GET", "/images/json", list_)
     r.add("POST", "/images/create", create)
     r.add("POST", "/images/load", load)
