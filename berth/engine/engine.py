@@ -511,7 +511,19 @@ class Engine(ImageOps, ContainerOps, NetworkOps):
             c.state.status = Status.EXITED
             c.state.finished_at = time.time()
         self.containers.save_state(c)
+        started = self._started.pop(c.id, None)
+        if started is not None:  # attach sessions waiting for this start give up
+            started.failed = err
+            started.set()
+        if c.host_config.get("AutoRemove"):
+            asyncio.get_running_loop().create_task(self._auto_remove(c.id))
         raise InvalidArgument(f"failed to create task for container: {err}")
+
+    async def _auto_remove(self, cid: str) -> None:
+        try:
+            await self.remove(cid, force=True)
+        except BerthError as e:
+            log.warning("auto-remove of %s failed: %s", cid, e)
 
     def _watch(self, c: Container) -> None:
         task = asyncio.get_running_loop().create_task(self._watch_exit(c.id))
@@ -956,6 +968,8 @@ class Engine(ImageOps, ContainerOps, NetworkOps):
             ev.pending = getattr(ev, "pending", 0) + 1
             try:
                 await ev.wait()
+                if getattr(ev, "failed", None):
+                    return
             finally:
                 pass
         sock = os.path.join(self.state_dir(c.id), "monitor.sock")

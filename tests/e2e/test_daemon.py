@@ -87,3 +87,21 @@ def test_containers_survive_daemon_kill9(daemon):
     assert len([t for t in ticks if t == "tick"]) >= 10  # logging went on while the daemon was down
     keep.kill()
     assert c.api.wait(keep.id, timeout=20)["StatusCode"] == 137
+
+
+def test_docker_cli_run_missing_binary_exits_127(daemon):
+    import shutil
+    import subprocess
+
+    if not shutil.which("docker"):
+        pytest.skip("no docker CLI")
+    _bootstrap(daemon)
+    env = {"DOCKER_HOST": daemon.url, "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": daemon.base}
+    r = subprocess.run(["docker", "run", "--rm", "busybox", "/no/such/bin"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 127, r.stderr
+    r = subprocess.run(["docker", "run", "--rm", "busybox", "sh", "-c", "echo via-cli; exit 3"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (3, "via-cli\n")
+    r = subprocess.run(["docker", "ps", "-a", "-q"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == ""  # --rm removed both, the failed one too
