@@ -718,12 +718,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps):
         self._emit("restart", self.containers.get(id))
 
     async def remove(self, id: str, force: bool = False, volumes: bool = False, link: bool = False) -> None:
-        cid = self.containers.get(id).id
-        async with self._lock(cid):  # never while a start of the same container is in flight
-            await self._remove(self.containers.get(cid), force)
-        self._locks.pop(cid, None)
-
-    async def _remove(self, c: Container, force: bool) -> None:
+        c = self.containers.get(id)
         if c.state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
             if not force:
                 raise Conflict(
@@ -750,6 +745,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps):
         await asyncio.to_thread(self._cleanup_container, c)
         self._emit("destroy", c)
         self._resolve_waiters(c.id, ("removed", "next-exit", "not-running"), c.state.exit_code)
+        self._locks.pop(c.id, None)
 
     def _cleanup_container(self, c: Container) -> None:
         self._stop_cleanup(c)
