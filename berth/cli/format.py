@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from berth.errors import InvalidArgument
+from berth.humanize import human_duration  # noqa: F401 - re-exported for the commands
 
 # -- human units (go-units) ------------------------------------------------------------------------
 _DECIMAL = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
@@ -32,34 +33,6 @@ def human_size(size: float, precision: int = 3) -> str:
         size /= 1000.0
         i += 1
     return _go_g(size, precision) + _DECIMAL[i]
-
-
-def human_duration(seconds: float) -> str:
-    """units.HumanDuration: "Less than a second", "About a minute", "3 hours", "2 weeks"..."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds // 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)  # d.Round(time.Hour)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def ellipsis(s: str, width: int) -> str:

@@ -92,11 +92,6 @@ class ContainerOps:
         finally:
             os.rmdir(tmp)
 
-    def _tmp_root(self) -> str:
-        d = os.path.join(self.cfg.data_root, "tmp")
-        os.makedirs(d, mode=0o700, exist_ok=True)
-        return d
-
     # -- changes ------------------------------------------------------------------------------
     def container_changes(self, id: str) -> list[dict]:
         """`docker diff`: [{"Path", "Kind"}] with Kind 0 modified, 1 added, 2 deleted."""

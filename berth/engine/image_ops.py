@@ -77,9 +77,7 @@ class ImageOps:
 
     # -- streams in and out ---------------------------------------------------------------
     async def _spool(self, source: AsyncIterator[bytes]) -> tempfile.SpooledTemporaryFile:
-        spool = tempfile.TemporaryFile(
-            dir=os.path.join(self.cfg.data_root, "tmp") if self._tmpdir() else None
-        )
+        spool = tempfile.TemporaryFile(dir=self._tmp_root())
         total = 0
         async for chunk in source:
             total += len(chunk)
@@ -90,10 +88,11 @@ class ImageOps:
         spool.seek(0)
         return spool
 
-    def _tmpdir(self) -> bool:
+    def _tmp_root(self) -> str:
+        """The engine's scratch dir for spooled streams and temporary mounts (on the data root)."""
         d = os.path.join(self.cfg.data_root, "tmp")
         os.makedirs(d, mode=0o700, exist_ok=True)
-        return True
+        return d
 
     async def load_images(self, source: AsyncIterator[bytes], quiet: bool) -> AsyncIterator[dict]:
         from berth.images.saveload import load
@@ -116,8 +115,7 @@ class ImageOps:
 
         for n in names:
             self._get_image(n)
-        self._tmpdir()
-        out = tempfile.TemporaryFile(dir=os.path.join(self.cfg.data_root, "tmp"))
+        out = tempfile.TemporaryFile(dir=self._tmp_root())
         try:
             await asyncio.to_thread(save, self.images, names, out)
             out.seek(0)

@@ -6,6 +6,7 @@ import time
 
 from berth.containers.state import Status
 from berth.containers.store import Container
+from berth.humanize import human_duration
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -258,34 +259,6 @@ def status_text(c: Container, now: float | None = None) -> str:
     if s.status == Status.REMOVING:
         return "Removal In Progress"
     return "Created"
-
-
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // (24 * 7)} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // (24 * 30)} months"
-    return f"{h // (24 * 365)} years"
 
 
 def summary(c: Container, image_ref: str, size: dict | None = None) -> dict:
