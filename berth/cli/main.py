@@ -23,13 +23,40 @@ GLOBAL_FLAGS = [
 COMMANDS = {
     "version": "version", "info": "info", "ps": "ps", "images": "images", "inspect": "inspect",
     "rm": "rm", "stop": "stop", "kill": "kill", "logs": "logs", "wait": "wait",
+    # containers
+    "run": "run", "create": "create", "start": "start", "restart": "restart", "exec": "exec",
+    "attach": "attach", "cp": "cp", "top": "top", "stats": "stats", "pause": "pause", "unpause": "unpause",
+    "rename": "rename", "update": "update", "port": "port", "diff": "diff", "export": "export",
+    "commit": "commit",
+    # images
+    "pull": "pull", "push": "push", "tag": "tag", "rmi": "rmi", "history": "history", "save": "save",
+    "load": "load", "import": "import_", "build": "build",
+    # system
+    "events": "events",
 }
+_CONTAINER_VERBS = ("run", "create", "start", "restart", "exec", "attach", "cp", "top", "stats", "pause",
+                    "unpause", "rename", "update", "port", "diff", "export", "commit", "rm", "stop", "kill",
+                    "logs", "wait", "inspect")
+_IMAGE_VERBS = ("pull", "push", "tag", "history", "save", "load", "inspect", "build")
 ALIASES = {
     ("container", "ls"): "ps", ("container", "ps"): "ps", ("container", "list"): "ps",
-    ("container", "rm"): "rm", ("container", "stop"): "stop", ("container", "kill"): "kill",
-    ("container", "logs"): "logs", ("container", "wait"): "wait", ("container", "inspect"): "inspect",
-    ("image", "ls"): "images", ("image", "list"): "images", ("image", "inspect"): "inspect",
-    ("system", "info"): "info",
+    ("container", "prune"): "container_prune",
+    **{("container", v): COMMANDS[v] for v in _CONTAINER_VERBS},
+    ("image", "ls"): "images", ("image", "list"): "images", ("image", "rm"): "rmi",
+    ("image", "import"): "import_", ("image", "prune"): "image_prune",
+    ("image", "bootstrap"): "image_bootstrap",
+    **{("image", v): COMMANDS[v] for v in _IMAGE_VERBS},
+    ("builder", "prune"): "builder_prune", ("builder", "build"): "build",
+    ("network", "create"): "network_create", ("network", "ls"): "network_ls",
+    ("network", "list"): "network_ls", ("network", "rm"): "network_rm", ("network", "remove"): "network_rm",
+    ("network", "inspect"): "network_inspect",
+    ("network", "connect"): "network_connect", ("network", "disconnect"): "network_disconnect",
+    ("network", "prune"): "network_prune",
+    ("volume", "create"): "volume_create", ("volume", "ls"): "volume_ls", ("volume", "list"): "volume_ls",
+    ("volume", "rm"): "volume_rm", ("volume", "remove"): "volume_rm", ("volume", "inspect"): "volume_inspect",
+    ("volume", "prune"): "volume_prune",
+    ("system", "info"): "info", ("system", "df"): "system_df", ("system", "prune"): "system_prune",
+    ("system", "events"): "events",
 }
 
 MAIN_USAGE = """Usage:  berth [OPTIONS] COMMAND
@@ -78,7 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"berth: '{rest[0]}' is not a berth command.\nSee 'berth --help'", file=err)
         return 1
     import importlib
-    mod = importlib.import_module(f"berth.cli.commands.{module}")
+    try:
+        mod = importlib.import_module(f"berth.cli.commands.{module}")
+    except ModuleNotFoundError as e:
+        if e.name != f"berth.cli.commands.{module}":
+            raise
+        print(f"berth: '{name}' is not a berth command.\nSee 'berth --help'", file=err)
+        return 1
     usage = f"Usage:  berth {name} {mod.USAGE}\n\n{mod.SUMMARY}"
     try:
         opts, args = parse(mod.FLAGS, args)

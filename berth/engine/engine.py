@@ -23,12 +23,14 @@ from berth.config import Config
 from berth.containers.state import Status
 from berth.containers.store import Container, ContainerStore, new_id, validate_name
 from berth.engine import jsonlog, monclient, specgen, users, views
+from berth.engine.build_ops import BuildOps
 from berth.engine.container_ops import ContainerOps
 from berth.engine.events import EventBus
 from berth.engine.forkserver import ForkServerClient
 from berth.engine.image_ops import ImageOps
 from berth.engine.monitor import Job
 from berth.engine.network_ops import NetworkOps
+from berth.engine.volume_ops import VolumeOps
 from berth.errors import BerthError, Conflict, InvalidArgument, NotFound, NotModified
 from berth.sys import linux
 
@@ -75,7 +77,7 @@ _NAMES_RIGHT = (
 )
 
 
-class Engine(ImageOps, ContainerOps, NetworkOps):
+class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
     """Containers and images for one data root."""
 
     def __init__(self, cfg: Config) -> None:
