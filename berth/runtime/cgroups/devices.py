@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 from berth.errors import InvalidArgument
 from berth.runtime.cgroups.resources import PREFIX, Write
+
+TYPE_CHECKING = False  # no typing (nor NamedTuple) at run time: it costs start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 FIELD = f"{PREFIX}.devices"
 
@@ -35,14 +37,23 @@ DEFAULT_ALLOWED_DEVICES: list[dict[str, Any]] = [
 ]
 
 
-class Rule(NamedTuple):
-    """A normalised device rule; major/minor -1 mean any."""
+class Rule(tuple):
+    """A normalised device rule; major/minor -1 mean any. A 5-tuple with named fields."""
 
-    allow: bool
-    type: str
-    major: int
-    minor: int
-    access: str
+    __slots__ = ()
+
+    def __new__(cls, allow: bool, type: str, major: int, minor: int, access: str) -> Rule:  # noqa: A002
+        return tuple.__new__(cls, (allow, type, major, minor, access))
+
+    allow = property(lambda self: self[0])
+    type = property(lambda self: self[1])
+    major = property(lambda self: self[2])
+    minor = property(lambda self: self[3])
+    access = property(lambda self: self[4])
+
+    def __repr__(self) -> str:
+        return (f"Rule(allow={self[0]!r}, type={self[1]!r}, major={self[2]!r}, minor={self[3]!r}, "
+                f"access={self[4]!r})")
 
     def v1_string(self) -> str:
         major = "*" if self.major < 0 else str(self.major)

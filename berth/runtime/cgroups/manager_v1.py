@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import posixpath
 import time
-from typing import Any
 
 from berth.errors import BerthError, Conflict, InvalidArgument, Unavailable
 from berth.runtime.cgroups.fs import CgroupFS, parse_flat_keyed, remove_tree
 from berth.runtime.cgroups.resources import Write, validate
 from berth.runtime.cgroups.stats import stats_v1
 from berth.runtime.cgroups.translate_v1 import translate_v1
+
+TYPE_CHECKING = False  # no typing at run time: it costs start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 KNOWN_CONTROLLERS = ("cpuset", "cpu", "cpuacct", "memory", "devices", "freezer", "net_cls", "net_prio",
                      "blkio", "perf_event", "pids", "hugetlb", "rdma", "misc")

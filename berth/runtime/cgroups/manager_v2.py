@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import posixpath
 import time
-from typing import Any, Protocol
 
 from berth.errors import BerthError, Conflict, InvalidArgument, Unavailable
 from berth.runtime.cgroups.devices import FIELD as DEVICES_FIELD
@@ -15,9 +14,12 @@ from berth.runtime.cgroups.resources import validate
 from berth.runtime.cgroups.stats import stats_v2
 from berth.runtime.cgroups.translate_v2 import translate_v2
 
+TYPE_CHECKING = False  # no typing at run time: it costs start-up
+if TYPE_CHECKING:
+    from typing import Any, Protocol
 
-class DeviceFilter(Protocol):
-    def attach(self, cgroup_dir: str, rules: list[Rule]) -> None: ...
+    class DeviceFilter(Protocol):
+        def attach(self, cgroup_dir: str, rules: list[Rule]) -> None: ...
 
 
 class V2Manager:

@@ -8,12 +8,15 @@ a live hierarchy and on sample files.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any
 
 from berth.runtime.cgroups.fs import parse_flat_keyed, parse_uint
 
-Reader = Callable[[str, str], "str | None"]
+TYPE_CHECKING = False  # no typing at run time: it costs start-up
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Reader = Callable[[str, str], "str | None"]
 UINT64_MAX = 2**64 - 1
 _BLKIO_OPS = {"read": "Read", "write": "Write", "sync": "Sync", "async": "Async", "discard": "Discard",
               "total": "Total"}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from berth.errors import InvalidArgument
 from berth.runtime.cgroups.devices import devices_v1
 from berth.runtime.cgroups.resources import PREFIX, Write, device_number, entries, section, throttles
+
+TYPE_CHECKING = False  # no typing at run time: it costs start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def memory_v1(mem: dict[str, Any], *, current_limit: int | None = None,

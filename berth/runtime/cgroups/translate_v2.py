@@ -7,11 +7,13 @@ Device rules are not file writes on v2; see `berth.runtime.cgroups.ebpf`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from berth.errors import InvalidArgument
 from berth.runtime.cgroups.resources import PREFIX, Write, device_number, entries, section, throttles
 from berth.runtime.cgroups.translate_v1 import cpuset, hugetlb, pids_v1, rdma
+
+TYPE_CHECKING = False  # no typing at run time: it costs start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def shares_to_weight(shares: int) -> int:
