@@ -8,7 +8,7 @@ import subprocess
 import tarfile
 
 import pytest
-from test_runtime_support import cgroup_dirs, runtime_path
+from test_runtime_support import cgroup_dirs, procs_rooted_under, runtime_path
 
 from tests.helpers import mounts_under
 
@@ -53,11 +53,27 @@ def podman(tmp_path, busybox_rootfs_template):
             except OSError:
                 pass
     left = mounts_under(str(tmp_path)) + mounts_under(short)
+    procs = procs_rooted_under(str(tmp_path)) + _conmons(short)
     shutil.rmtree(short, ignore_errors=True)
     for cid in ids:
         assert not cgroup_dirs("libpod-" + cid), cid
         assert not os.path.exists(f"/run/berth-runtime/{cid}")
     assert not left, left
+    assert not procs, procs
+
+
+def _conmons(runroot: str) -> list[str]:
+    """Processes (conmon, container init) whose command line names this test's run root."""
+    out = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if runroot in cmd:
+            out.append(f"{name} {cmd[:120]}")
+    return out
 
 
 def test_podman_run_rm(podman):
@@ -79,3 +95,19 @@ def test_podman_detach_exec_stop(podman):
     podman("stop", "-t", "1", cid, timeout=30)
     assert "Exited" in podman("ps", "-a", "--format", "{{.Status}}").stdout
     podman("rm", cid)
+
+
+def test_podman_memory_limit_oom_exits_137(podman):
+    # the shell itself grows past the limit (command substitution keeps the output in its memory), so
+    # the OOM killer picks the container's init; swap pinned to the limit so a host with swap cannot
+    # page instead of killing
+    hog = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}"
+    p = podman("run", "--rm", "--network", "none", *ULIMITS, "-m", "32m", "--memory-swap", "32m",
+               "localhost/berth-busybox:test", "sh", "-c", hog, check=False, timeout=120)
+    assert p.returncode == 137, (p.returncode, p.stdout, p.stderr)
+    assert "survived" not in p.stdout
+    # a process below the limit is unaffected
+    p = podman("run", "--rm", "--network", "none", *ULIMITS, "-m", "32m", "--memory-swap", "32m",
+               "localhost/berth-busybox:test", "sh", "-c", "x=$(head -c 1000000 /dev/zero | tr '\\0' a); "
+               "echo ${#x}; cat /sys/fs/cgroup/memory/memory.limit_in_bytes", timeout=120)
+    assert p.stdout.split() == ["1000000", str(32 << 20)]

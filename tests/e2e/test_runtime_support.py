@@ -66,12 +66,43 @@ def cgroup_dirs(cid: str) -> list[str]:
     return out
 
 
-class Runtime:
-    """Runs the berth-runtime command with its own --root; forgets nothing it creates."""
+def procs_rooted_under(prefix: str) -> list[str]:
+    """Processes in another mount namespace whose root mount comes from a directory below prefix.
 
-    def __init__(self, path: str, root: str, exe: str | None = None) -> None:
+    (/proc/<pid>/root of a pivoted container reads "/", so the source of the mount on "/" in its
+    mountinfo is used; it is relative to its filesystem, so prefix's last two components, unique per
+    pytest tmp_path, are what is matched.)"""
+    out = []
+    tail = "/" + "/".join(prefix.rstrip("/").split("/")[-2:])
+    own = os.readlink("/proc/self/ns/mnt")
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{name}/ns/mnt") == own:
+                continue
+            with open(f"/proc/{name}/mountinfo") as f:
+                for line in f:
+                    fields = line.split()
+                    if fields[4] == "/":
+                        if tail + "/" in fields[3] + "/":
+                            out.append(f"{name} {fields[3]}")
+                        break
+        except (OSError, IndexError):
+            continue
+    return out
+
+
+class Runtime:
+    """Runs the berth-runtime command with its own --root; forgets nothing it creates.
+
+    cleanup() deletes every tracked container, then asserts that no state directory, cgroup,
+    mount below `leak_dir` or process rooted below `leak_dir` is left."""
+
+    def __init__(self, path: str, root: str, exe: str | None = None, leak_dir: str | None = None) -> None:
         self.path = exe or path
         self.root = root
+        self.leak_dir = leak_dir
         self.ids: list[str] = []
 
     def __call__(self, *args: str, check: bool = False, timeout: float = 60,
@@ -108,12 +139,25 @@ class Runtime:
                 os.rmdir(d)
             except OSError:
                 pass
-        assert not left, f"containers left behind: {left}"
-        assert not cg, f"cgroups left behind: {cg}"
+        problems = [f"containers left behind: {left}"] if left else []
+        problems += [f"cgroups left behind: {cg}"] if cg else []
+        if self.leak_dir:
+            from tests.helpers import mounts_under
+
+            procs = procs_rooted_under(self.leak_dir)
+            for line in procs:
+                try:
+                    os.kill(int(line.split()[0]), 9)
+                except ProcessLookupError:
+                    pass
+            problems += [f"container processes left behind: {procs}"] if procs else []
+            mounts = mounts_under(self.leak_dir)
+            problems += [f"mounts left behind: {mounts}"] if mounts else []
+        assert not problems, "; ".join(problems)
 
 
 @pytest.fixture(name="runtime")
 def runtime_fixture(tmp_path):
-    rt = Runtime(runtime_path(str(tmp_path)), str(tmp_path / "state"))
+    rt = Runtime(runtime_path(str(tmp_path)), str(tmp_path / "state"), leak_dir=str(tmp_path))
     yield rt
     rt.cleanup()
