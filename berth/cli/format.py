@@ -402,3 +402,147 @@ class _Header:
 
     def get(self, name: str, default: Any = None) -> str:
         return self._titles.get(name, name.upper())
+
+
+# -- times ------------------------------------------------------------------------------------------------
+def rfc3339(ts: float, nano: int | None = None, fixed: bool = False) -> str:
+    """Go's time.Format in local time: RFC3339 (``fixed``: RFC3339NanoFixed, 9 fraction digits)."""
+    import time as _time
+    secs = int(ts) if nano is None else nano // 1_000_000_000
+    tm = _time.localtime(secs)
+    off = tm.tm_gmtoff or 0
+    zone = "Z" if off == 0 else f"{'+' if off > 0 else '-'}{abs(off) // 3600:02d}:{abs(off) % 3600 // 60:02d}"
+    frac = ""
+    if fixed:
+        ns = nano % 1_000_000_000 if nano is not None else int(round((ts - secs) * 1e9))
+        frac = f".{ns:09d}"
+    return _time.strftime("%Y-%m-%dT%H:%M:%S", tm) + frac + zone
+
+
+# -- JSON message streams (pull, push, load, import) ----------------------------------------------------
+def progress_bar(detail: dict, width: int = 80) -> str:
+    """jsonmessage.JSONProgress.String: ``[==>   ]  1.2MB/4.5MB`` (the bar only on wide terminals)."""
+    current, total = int(detail.get("current") or 0), int(detail.get("total") or 0)
+    units = detail.get("units") or ""
+    if current <= 0 and total <= 0:
+        return ""
+    if total <= 0:
+        return f"{human_size(current, 4):>8}" if not units else f"{current} {units}"
+    pct = min(50, int(current / total * 100) // 2)
+    bar = f"[{'=' * pct}>{' ' * max(0, 50 - pct)}] " if width > 110 else ""
+    if units:
+        nums = f"{current}/{total} {units}"
+    elif current > total:
+        nums = f"{human_size(current, 4):>8}"
+    else:
+        nums = f"{human_size(current, 4):>8}/{human_size(total, 4)}"
+    return bar + nums
+
+
+def _term_width(out: Any) -> int:
+    import os
+    try:
+        return os.get_terminal_size(out.fileno()).columns
+    except (OSError, AttributeError, ValueError):
+        return 200
+
+
+def display_messages(msgs: Iterable[dict], out: Any, tty: bool | None = None,
+                     aux: Callable[[dict], None] | None = None) -> None:
+    """jsonmessage.DisplayJSONMessagesStream: print a message stream as docker does.
+
+    On a terminal, progress lines are keyed by ``id`` and updated in place (cursor up/down); else
+    progress updates are dropped and every other message is one line. An ``error`` message raises
+    ``CliError(message, code or 1)``.
+    """
+    if tty is None:
+        tty = bool(getattr(out, "isatty", lambda: False)())
+    width = _term_width(out) if tty else 0
+    ids: dict[str, int] = {}
+    for m in msgs:
+        if m.get("error") or m.get("errorDetail"):
+            from berth.cli.context import CliError
+            detail = m.get("errorDetail") or {}
+            raise CliError(detail.get("message") or m.get("error") or "error", int(detail.get("code") or 1))
+        if m.get("aux") is not None:
+            if aux is not None:
+                aux(m)
+            continue
+        progress = m.get("progressDetail")
+        has_progress = bool(progress) or bool(m.get("progress"))
+        diff = 0
+        mid = m.get("id") or ""
+        if mid and has_progress:
+            if mid not in ids:
+                ids[mid] = len(ids)
+                if tty:
+                    out.write("\n")
+            diff = len(ids) - ids[mid]
+            if tty:
+                out.write(f"\x1b[{diff}A")
+        else:
+            ids = {}
+        _display_one(m, out, tty, width)
+        if mid and tty and diff:
+            out.write(f"\x1b[{diff}B")
+        out.flush()
+
+
+def _display_one(m: dict, out: Any, tty: bool, width: int) -> None:
+    detail = m.get("progressDetail")
+    progress = progress_bar(detail, width) if detail else (m.get("progress") or "")
+    endl = ""
+    if tty and not m.get("stream") and ("progressDetail" in m or m.get("progress")):
+        out.write("\x1b[2K\r")
+        endl = "\r"
+    elif progress:
+        return  # no progress bars off a terminal
+    if m.get("id"):
+        out.write(f"{m['id']}: ")
+    if m.get("from"):
+        out.write(f"(from {m['from']}) ")
+    status = m.get("status") or ""
+    if tty and progress:
+        out.write(f"{status} {progress}{endl}")
+    elif m.get("stream"):
+        out.write(m["stream"] + endl)
+    else:
+        out.write(f"{status}{endl}\n")
+
+
+class ByteProgress:
+    """Counts bytes flowing through an iterator and shows ``label  1.2MB/4.5MB`` on a terminal.
+
+    ``stream`` is where the line goes (None: nothing is shown); the line is cleared at the end.
+    """
+
+    def __init__(self, label: str, stream: Any = None, total: int = 0) -> None:
+        self.label, self.stream, self.total, self.done = label, stream, total, 0
+        self._last = 0.0
+
+    def wrap(self, chunks: Iterable[bytes]) -> Iterable[bytes]:
+        try:
+            for c in chunks:
+                self.done += len(c)
+                self._show()
+                yield c
+        finally:
+            self.finish()
+
+    def _show(self, force: bool = False) -> None:
+        if self.stream is None:
+            return
+        import time as _time
+        now = _time.monotonic()
+        if not force and now - self._last < 0.1:
+            return
+        self._last = now
+        bar = progress_bar({"current": self.done, "total": self.total}, _term_width(self.stream))
+        self.stream.write(f"\x1b[2K\r{self.label} {bar}")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.stream is not None and self._last:
+            self.stream.write("\x1b[2K\r")
+            self.stream.flush()
+            self._last = 0.0
