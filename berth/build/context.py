@@ -6,6 +6,7 @@ last component is never followed, so a context symlink to a host path is copied 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import posixpath
 import re
@@ -229,6 +230,35 @@ def _glob_regex(seg: str) -> str:
     return "".join(out) + "$"
 
 
+class _TarTail(io.RawIOBase):
+    """The uncompressed context tar, completed at EOF: the docker CLI's ``-f`` outside the context
+    (``ReplaceFileTarWrapper``) closes its pipe before the tar writer pads the last file and writes
+    the end-of-archive blocks; moby's reader accepts that, so berth completes the stream. (An HTTP
+    body cut short is already an error before this: only a properly ended body reaches EOF here.)"""
+
+    def __init__(self, src: BinaryIO) -> None:
+        super().__init__()
+        self._src = src
+        self._n = 0
+        self._tail: bytes | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[no-untyped-def]
+        if self._tail is None:
+            data = self._src.read(len(b))
+            if data:
+                self._n += len(data)
+                b[:len(data)] = data
+                return len(data)
+            self._tail = bytes(-self._n % 512 + 1024)
+        n = min(len(b), len(self._tail))
+        b[:n] = self._tail[:n]
+        self._tail = self._tail[n:]
+        return n
+
+
 class BuildContext:
     """The context directory (owned or borrowed) with its .dockerignore."""
 
@@ -255,13 +285,15 @@ class BuildContext:
     def from_tar(cls, src: BinaryIO, tmp_dir: str | None = None) -> BuildContext:
         """Extract a (possibly compressed) tar context safely into a private temporary dir."""
         from berth.archive import Limits, apply_layer
+        from berth.archive.compression import open_decompressed
 
         d = tempfile.mkdtemp(prefix="berth-build-ctx-", dir=tmp_dir)
         try:
             os.chmod(d, 0o700)
             root = os.path.join(d, "ctx")
             os.mkdir(root, 0o755)
-            apply_layer(src, root, whiteout_mode="delete", limits=Limits(max_bytes=MAX_CONTEXT_BYTES))
+            tar = _TarTail(open_decompressed(src))
+            apply_layer(tar, root, whiteout_mode="delete", limits=Limits(max_bytes=MAX_CONTEXT_BYTES))
         except BaseException:
             shutil.rmtree(d, ignore_errors=True)
             raise

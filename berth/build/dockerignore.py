@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
 
 
-@dataclass
 class _Pattern:
-    text: str
-    exclusion: bool
-    regex: re.Pattern
+    """One pattern (a plain class, not a dataclass: the CLI imports this module to make contexts)."""
+
+    __slots__ = ("text", "exclusion", "regex")
+
+    def __init__(self, text: str, exclusion: bool, regex: re.Pattern) -> None:
+        self.text, self.exclusion, self.regex = text, exclusion, regex
 
 
 def _compile(pat: str) -> re.Pattern:

@@ -52,16 +52,44 @@ async def build(req: Request, engine) -> None:
     await stream_messages(req, fn(req.stream(), opts, registry))
 
 
+async def build_prune(req: Request, engine) -> Response:
+    """POST /build/prune (``all``, ``filters``, ``keep-storage``) → BuildPruneResponse."""
+    keep = req.qint("keep-storage")
+    if keep is not None and keep < 0:
+        raise InvalidArgument(f"invalid keep-storage: {keep}")
+    out = await result(method(engine, "prune_build_cache")(all=req.qbool("all"), filters=req.filters(),
+                                                           keep_storage=keep))
+    return json_response(out)
+
+
+async def build_cancel(req: Request, engine) -> Response:
+    """POST /build/cancel?id=: a classic build stops when its client disconnects; accepted as a no-op."""
+    fn = getattr(engine, "build_cancel", None)
+    if fn is not None:
+        await result(fn(req.q("id")))
+    return json_response({})
+
+
 async def auth(req: Request, engine) -> Response:
     body = await req.json(default={})
     return json_response(await result(method(engine, "auth")(body)))
 
 
+_DF_TYPES = ("container", "image", "volume", "build-cache")
+
+
 async def system_df(req: Request, engine) -> Response:
-    return json_response(await result(method(engine, "system_df")()))
+    types = req.qlist("type")
+    for t in types:
+        if t not in _DF_TYPES:
+            raise InvalidArgument(f"unknown object type: {t}")
+    fn = method(engine, "system_df")
+    return json_response(await result(fn(types) if types else fn()))
 
 
 def register(r: Router) -> None:
     r.add("POST", "/build", build)
+    r.add("POST", "/build/prune", build_prune)
+    r.add("POST", "/build/cancel", build_cancel)
     r.add("POST", "/auth", auth)
     r.add("GET", "/system/df", system_df)
