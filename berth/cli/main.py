@@ -63,20 +63,129 @@ MAIN_USAGE = """Usage:  berth [OPTIONS] COMMAND
 
 A container platform with the shape of Docker
 
-Commands:
+Common Commands:
+  run         Create and run a new container from an image
+  exec        Execute a command in a running container
   ps          List containers
+  build       Build an image from a Dockerfile
+  pull        Download an image from a registry
+  push        Upload an image to a registry
   images      List images
-  inspect     Return low-level information on objects
-  logs        Fetch the logs of a container
-  stop        Stop one or more running containers
-  kill        Kill one or more running containers
-  rm          Remove one or more containers
-  wait        Block until containers stop, then print their exit codes
-  info        Display system-wide information
   version     Show the berth version information
+  info        Display system-wide information
+
+Management Commands:
+  builder     Manage builds
+  container   Manage containers
+  image       Manage images
+  network     Manage networks
+  system      Manage berth
+  volume      Manage volumes
+
+Commands:
+  attach      Attach local standard input, output, and error streams to a running container
+  commit      Create a new image from a container's changes
+  cp          Copy files/folders between a container and the local filesystem
+  create      Create a new container
+  diff        Inspect changes to files or directories on a container's filesystem
+  events      Get real time events from the server
+  export      Export a container's filesystem as a tar archive
+  history     Show the history of an image
+  import      Import the contents from a tarball to create a filesystem image
+  inspect     Return low-level information on objects
+  kill        Kill one or more running containers
+  load        Load an image from a tar archive or STDIN
+  logs        Fetch the logs of a container
+  pause       Pause all processes within one or more containers
+  port        List port mappings or a specific mapping for the container
+  rename      Rename a container
+  restart     Restart one or more containers
+  rm          Remove one or more containers
+  rmi         Remove one or more images
+  save        Save one or more images to a tar archive (streamed to STDOUT by default)
+  start       Start one or more stopped containers
+  stats       Display a live stream of container(s) resource usage statistics
+  stop        Stop one or more running containers
+  tag         Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+  top         Display the running processes of a container
+  unpause     Unpause all processes within one or more containers
+  update      Update configuration of one or more containers
+  wait        Block until one or more containers stop, then print their exit codes
+
+Run 'berth COMMAND --help' for more information on a command.
 
 Global Options:
 """
+
+# management words → (summary, [(subcommand, summary)]) as `berth <word>` lists them
+_SUB = {
+    "attach": "Attach local standard input, output, and error streams to a running container",
+    "bootstrap": "Make a base image (busybox from busybox-static, debian with debootstrap)",
+    "build": "Build an image from a Dockerfile", "commit": "Create a new image from a container's changes",
+    "connect": "Connect a container to a network",
+    "cp": "Copy files/folders between a container and the local filesystem",
+    "disconnect": "Disconnect a container from a network",
+    "diff": "Inspect changes to files or directories on a container's filesystem",
+    "df": "Show berth disk usage", "events": "Get real time events from the server",
+    "exec": "Execute a command in a running container",
+    "export": "Export a container's filesystem as a tar archive",
+    "history": "Show the history of an image",
+    "import": "Import the contents from a tarball to create a filesystem image",
+    "info": "Display system-wide information", "kill": "Kill one or more running containers",
+    "load": "Load an image from a tar archive or STDIN", "logs": "Fetch the logs of a container",
+    "pause": "Pause all processes within one or more containers",
+    "port": "List port mappings or a specific mapping for the container",
+    "pull": "Download an image from a registry", "push": "Upload an image to a registry",
+    "rename": "Rename a container", "restart": "Restart one or more containers",
+    "run": "Create and run a new container from an image", "save": "Save one or more images to a tar archive "
+    "(streamed to STDOUT by default)", "start": "Start one or more stopped containers",
+    "stats": "Display a live stream of container(s) resource usage statistics",
+    "stop": "Stop one or more running containers",
+    "tag": "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE",
+    "top": "Display the running processes of a container", "unpause": "Unpause all processes within one or "
+    "more containers", "update": "Update configuration of one or more containers",
+    "wait": "Block until one or more containers stop, then print their exit codes",
+}
+_NOUN = {"container": "containers", "image": "images", "network": "networks", "volume": "volumes"}
+MANAGEMENT = {"builder": "Manage builds", "container": "Manage containers", "image": "Manage images",
+              "network": "Manage networks", "system": "Manage berth", "volume": "Manage volumes"}
+_HIDDEN_SUBS = {"list", "remove", "ps"}  # aliases docker does not list
+
+
+def _sub_summary(word: str, sub: str) -> str:
+    noun = _NOUN.get(word, "")
+    special = {
+        "create": f"Create a {noun[:-1]}" if word != "container" else "Create a new container",
+        "inspect": f"Display detailed information on one or more {noun}",
+        "ls": f"List {noun}", "rm": f"Remove one or more {noun}",
+        "prune": {"container": "Remove all stopped containers", "image": "Remove unused images",
+                  "network": "Remove all unused networks", "volume": "Remove unused local volumes",
+                  "builder": "Remove build cache", "system": "Remove unused data"}.get(word, ""),
+    }
+    return special.get(sub) or _SUB.get(sub, "")
+
+
+def management_usage(word: str) -> str:
+    subs = sorted({s for (w, s) in ALIASES if w == word and s not in _HIDDEN_SUBS})
+    lines = "".join(f"  {s:<11} {_sub_summary(word, s)}\n" for s in subs)
+    return (f"Usage:  berth {word} COMMAND\n\n{MANAGEMENT[word]}\n\nCommands:\n{lines}\n"
+            f"Run 'berth {word} COMMAND --help' for more information on a command.")
+
+
+def _management(word: str, rest: list[str]) -> int:
+    """A bare management word (or one with an unknown subcommand), as docker answers it."""
+    hint = f"\n\nUsage:  berth {word}\n\nRun 'berth {word} --help' for more information"
+    if not rest or rest[0] in ("-h", "--help"):
+        print(management_usage(word))
+        return 0
+    if rest[0].startswith("-"):
+        flag = rest[0]
+        msg = f"unknown flag: {flag.partition('=')[0]}" if flag.startswith("--") else \
+            f"unknown shorthand flag: '{flag[1:2]}' in {flag}"
+        print(msg + hint, file=sys.stderr)
+        return 125
+    print(f"berth: unknown command: berth {word} {rest[0]}" + hint, file=sys.stderr)
+    return 1
 
 
 def _resolve(words: list[str]) -> tuple[str | None, str, list[str]]:
@@ -100,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     if not rest or gopts["help"]:
         print(MAIN_USAGE + usage_text(GLOBAL_FLAGS))
         return 0
+    if rest[0] in MANAGEMENT and (len(rest) < 2 or (rest[0], rest[1]) not in ALIASES):
+        return _management(rest[0], rest[1:])
     module, name, args = _resolve(rest)
     if module is None:
         print(f"berth: '{rest[0]}' is not a berth command.\nSee 'berth --help'", file=err)
