@@ -158,16 +158,24 @@ def _file_data(path: str, size: int) -> Iterator[bytes]:
 
 def context_tar(context_dir: str, *, keep: Iterable[str] = (),
                 extra: dict[str, bytes] | None = None) -> Iterator[bytes]:
-    """The context directory as a tar stream (chunks of at most ~1 MiB); ``extra`` adds files."""
+    """The context directory as a tar stream (chunks of at most ~1 MiB); ``extra`` adds files, which
+    are also appended to the ``.dockerignore`` sent (as the docker CLI does with ``-f`` from outside
+    the context), so ``COPY .`` does not pick them up."""
     import tarfile
     import time
 
     if not os.path.isdir(context_dir):
         raise NotFound(f'unable to prepare context: path "{context_dir}" not found')
+    extra = dict(extra or {})
+    ignore_add = "".join(f"\n{name}\n" for name in extra).encode()
     links: dict[tuple[int, int], str] = {}
     buf = bytearray()
     for e in walk_context(context_dir, keep):
         st, mode = e.st, e.st.st_mode
+        if e.name == ".dockerignore" and ignore_add and stat.S_ISREG(mode):
+            with open(e.path, "rb") as f:
+                extra[".dockerignore"] = f.read() + ignore_add
+            continue
         if stat.S_ISDIR(mode):
             buf += _header(e.name + "/", st, typ=tarfile.DIRTYPE)
         elif stat.S_ISLNK(mode):
@@ -192,8 +200,10 @@ def context_tar(context_dir: str, *, keep: Iterable[str] = (),
         if len(buf) >= CHUNK:
             yield bytes(buf)
             buf.clear()
+    if ignore_add and ".dockerignore" not in extra:
+        extra[".dockerignore"] = ignore_add
     now = time.time()
-    for name, data in (extra or {}).items():
+    for name, data in extra.items():
         fake = os.stat_result((0o100600, 0, 0, 1, 0, 0, len(data), int(now), int(now), int(now)))
         buf += _header(name, fake, typ=tarfile.REGTYPE, size=len(data)) + data
         if len(data) % BLOCK:

@@ -364,9 +364,11 @@ def registry_login(server: str, username: str, password: str) -> dict:
     from berth.errors import Unauthorized
 
     basic = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-    opener = urllib.request.build_opener()
     last: Exception | None = None
     for base in _registry_base(server):
+        host = urllib.parse.urlsplit(base).hostname or ""
+        local = host == "localhost" or host.startswith("127.") or host == "::1"
+        opener = urllib.request.build_opener(*([urllib.request.ProxyHandler({})] if local else []))
         url = base + "/v2/"
         try:
             try:
