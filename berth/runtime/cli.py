@@ -203,6 +203,10 @@ def g_debug() -> bool:
 
 
 def _dispatch(verb: str, f: dict, pos: list[str], g: dict) -> int:
+    if verb in ("create", "run", "exec"):
+        from berth.runtime import cgwarm
+
+        cgwarm.start()  # the first cgroup.procs write waits for an RCU grace period: begin it now
     from berth.runtime import state
 
     root = g.get("root") or state.DEFAULT_ROOT

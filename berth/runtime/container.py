@@ -144,9 +144,6 @@ def create(root: str, cid: str, opts: Options) -> state_mod.Container:
             console_fd = tty.connect(opts.console_socket)
             os.set_inheritable(console_fd, False)
             fds.append(console_fd)
-        mgr.create()
-        cg_created = True
-        mgr.apply(_resources(spec))
         created = state_mod.rfc3339()
         st = {"ociVersion": spec.get("ociVersion"), "id": cid, "status": "creating",
               "bundle": opts.bundle, "rootfs": spec["root"]["path"], "created": created,
@@ -156,6 +153,10 @@ def create(root: str, cid: str, opts: Options) -> state_mod.Container:
         ctx = InitContext(spec, opts.bundle, cid, cchan, fifo_fd=fifo_fd, console_fd=console_fd,
                           preserve_fds=opts.preserve_fds, no_pivot=opts.no_pivot, double_fork=double,
                           state=st, seccomp_bpf=bpf)
+        if "time" in ns and not double:
+            from berth.runtime import cgwarm
+
+            cgwarm.wait()  # setns(CLONE_NEWTIME) needs a single-threaded caller
         linux.prctl(PR_SET_DUMPABLE, 0)
         restore = _enter_pid_time(ns, lcfg) if not double else []
         try:
@@ -172,6 +173,11 @@ def create(root: str, cid: str, opts: Options) -> state_mod.Container:
             stage1 = child_pid
         else:
             pid = child_pid
+        # the cgroup is made, filled and joined while the child unshares its namespaces and imports
+        # what it needs after pivot_root; it waits for "go" before anything else
+        cg_created = True
+        mgr.create()
+        mgr.apply(_resources(spec))
         try:
             mgr.add(child_pid)
             oom = proc.get("oomScoreAdj")

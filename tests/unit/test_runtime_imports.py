@@ -10,11 +10,13 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HEAVY = ("typing", "re", "enum", "json", "dataclasses", "collections", "argparse", "signal", "socket",
          "subprocess", "functools", "contextlib", "inspect", "threading", "logging")
 HOT = ("cli", "container", "config", "state", "fastjson", "init", "process", "rootfs", "devices",
-       "mountopts", "sync", "hooks", "tty", "caps", "exec_process", "cgroups", "cgroups.manager_v1",
+       "mountopts", "sync", "hooks", "tty", "caps", "exec_process", "cgwarm", "cgroups", "cgroups.manager_v1",
        "cgroups.manager_v2", "cgroups.resources", "cgroups.translate_v1", "cgroups.translate_v2",
        "cgroups.stats", "cgroups.devices", "cgroups.paths", "cgroups.fs")
 
@@ -43,3 +45,25 @@ def test_cgroup_records_behave_as_named_tuples():
     assert r.v1_string() == "c 1:3 rwm" and r.allow and r.major == 1 and not r.matches_everything
     assert "Rule(" in repr(r) and "Write(" in repr(w)
     assert hasattr(CgroupManager, "apply")
+
+
+def test_cgwarm_targets_our_own_cgroup_only():
+    from berth.runtime.cgwarm import procs_file
+
+    assert procs_file("9:name=systemd:/\n") == "/sys/fs/cgroup/systemd/cgroup.procs"
+    assert procs_file("4:cpu,cpuacct:/a/b\n") == "/sys/fs/cgroup/cpu,cpuacct/a/b/cgroup.procs"
+    assert procs_file("0::/user.slice/x.scope\n") == "/sys/fs/cgroup/user.slice/x.scope/cgroup.procs"
+    assert procs_file("0::/x\n", True) == "/sys/fs/cgroup/unified/x/cgroup.procs"
+    assert procs_file("0::/../../other\n") is None  # outside our cgroup namespace
+    assert procs_file("garbage") is None
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_cgwarm_moves_nothing():
+    code = (f"import sys\nsys.path[:0] = [{REPO!r}]\nfrom berth.runtime import cgwarm\n"
+            "before = open('/proc/self/cgroup').read()\ncgwarm.start()\ncgwarm.wait()\n"
+            "assert open('/proc/self/cgroup').read() == before\n"
+            "import os\nprint(len(os.listdir('/proc/self/task')))\n")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"  # single-threaded again
