@@ -468,8 +468,7 @@ def display_messages(msgs: Iterable[dict], out: Any, tty: bool | None = None,
             if aux is not None:
                 aux(m)
             continue
-        progress = m.get("progressDetail")
-        has_progress = bool(progress) or bool(m.get("progress"))
+        has_progress = "progressDetail" in m or bool(m.get("progress"))
         diff = 0
         mid = m.get("id") or ""
         if mid and has_progress:
@@ -490,9 +489,10 @@ def display_messages(msgs: Iterable[dict], out: Any, tty: bool | None = None,
 
 def _display_one(m: dict, out: Any, tty: bool, width: int) -> None:
     detail = m.get("progressDetail")
+    has_progress = "progressDetail" in m or bool(m.get("progress"))
     progress = progress_bar(detail, width) if detail else (m.get("progress") or "")
     endl = ""
-    if tty and not m.get("stream") and ("progressDetail" in m or m.get("progress")):
+    if tty and not m.get("stream") and has_progress:
         out.write("\x1b[2K\r")
         endl = "\r"
     elif progress:
@@ -502,7 +502,7 @@ def _display_one(m: dict, out: Any, tty: bool, width: int) -> None:
     if m.get("from"):
         out.write(f"(from {m['from']}) ")
     status = m.get("status") or ""
-    if tty and progress:
+    if tty and has_progress:
         out.write(f"{status} {progress}{endl}")
     elif m.get("stream"):
         out.write(m["stream"] + endl)
