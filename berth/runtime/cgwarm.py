@@ -40,13 +40,18 @@ def procs_file(cgroup_line: str, unified_dir: bool = False) -> str | None:
 
 
 def _path() -> str | None:
-    """cgroup.procs of our own cgroup in one hierarchy (the first listed in /proc/self/cgroup)."""
+    """cgroup.procs of our own cgroup in the first hierarchy (of /proc/self/cgroup) that is mounted."""
     try:
         with open("/proc/self/cgroup", "rb") as f:
-            line = f.readline().decode()
+            lines = f.read().decode().splitlines()
     except OSError:
         return None
-    return procs_file(line, line.startswith("0::") and os.path.isdir("/sys/fs/cgroup/unified"))
+    unified = os.path.isdir("/sys/fs/cgroup/unified")
+    for line in lines:
+        path = procs_file(line, unified)
+        if path is not None and os.path.exists(path):
+            return path
+    return None
 
 
 def _write(path: str, started, done) -> None:  # noqa: ANN001
