@@ -112,10 +112,9 @@ Commands:
   update      Update configuration of one or more containers
   wait        Block until one or more containers stop, then print their exit codes
 
-Run 'berth COMMAND --help' for more information on a command.
-
 Global Options:
 """
+MAIN_USAGE_TAIL = "\n\nRun 'berth COMMAND --help' for more information on a command."
 
 # management words → (summary, [(subcommand, summary)]) as `berth <word>` lists them
 _SUB = {
@@ -207,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"berth version {__version__}")
         return 0
     if not rest or gopts["help"]:
-        print(MAIN_USAGE + usage_text(GLOBAL_FLAGS))
+        print(MAIN_USAGE + usage_text(GLOBAL_FLAGS) + MAIN_USAGE_TAIL)
         return 0
     if rest[0] in MANAGEMENT and (len(rest) < 2 or (rest[0], rest[1]) not in ALIASES):
         return _management(rest[0], rest[1:])
