@@ -207,10 +207,16 @@ def open_dir():
     import shutil
     import tempfile
 
+    from test_runtime_support import procs_rooted_under
+
+    from tests.helpers import mounts_under
+
     d = tempfile.mkdtemp(prefix="berth-userns-", dir="/tmp")
     os.chmod(d, 0o711)
-    yield d
+    yield d  # the runtime fixture (set up later) has deleted its containers by now
+    left = procs_rooted_under(d) + mounts_under(d)
     shutil.rmtree(d, ignore_errors=True)
+    assert not left, f"left behind: {left}"
 
 
 def test_user_namespace_with_mappings(open_dir, busybox_rootfs_template, runtime, no_leaked_mounts):
