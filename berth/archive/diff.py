@@ -9,10 +9,12 @@ mtimes clamped to ``source_date_epoch``, no atime/ctime), so the same changes gi
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import queue
 import stat
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,9 +29,20 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 _UNSUPPORTED_OVERLAY = ("trusted.overlay.redirect", "trusted.overlay.metacopy")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FLUSH = 1 << 20
-_SMALL = 256 << 10
+_BUF = 1 << 20            # output buffer size; the sink hashes/compresses/writes whole buffers
+_NBUF = 4                 # buffers in flight between the walker and the sink thread
+_SMALL = 256 << 10        # files up to this size are read whole, in one read, after their header
 _ZEROS = bytes(512)
+_REG_TAIL = tf.REG + bytes(100) + b"ustar\x0000" + bytes(64 + 16 + 167)  # type .. end of block
+_REG_SUM = sum(_REG_TAIL) + 8 * 0x20  # the checksum field counts as spaces
+_FS_ENC = sys.getfilesystemencoding()
+_FS_ERR = sys.getfilesystemencodeerrors()
+_S_IFMT = 0o170000
+_S_IFREG = stat.S_IFREG
+_S_IFDIR = stat.S_IFDIR
+_S_IFCHR = stat.S_IFCHR
+_MAX8 = 0o7777777
+_MAX12 = 0o77777777777
 
 
 @dataclass
@@ -44,7 +57,12 @@ class DiffResult:
 
 
 class _Sink:
-    """Hashes the tar, compresses it, hashes and writes the result; in a worker thread."""
+    """Hashes the tar, compresses it, hashes and writes the result; in a worker thread.
+
+    The walker fills fixed buffers from a small pool (no per-chunk allocation, so no page faults
+    of fresh memory) and submits them; the worker hands each buffer back once ``out.write`` returned,
+    so out must not keep a reference to the data it is given (file objects do not).
+    """
 
     def __init__(self, out: BinaryIO, compression: str | None, threaded: bool = True) -> None:
         self._out = out
@@ -56,14 +74,23 @@ class _Sink:
         self.size = 0
         self.csize = 0
         self._err: BaseException | None = None
-        self._q: queue.Queue | None = None
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(_NBUF if threaded else 1):
+            self._free.put(bytearray(_BUF))
+        self._q: queue.SimpleQueue | None = None
         self._thread: threading.Thread | None = None
         if threaded:
-            self._q = queue.Queue(maxsize=8)
+            self._q = queue.SimpleQueue()
             self._thread = threading.Thread(target=self._work, name="layer-writer", daemon=True)
             self._thread.start()
 
-    def _process(self, data: bytes) -> None:
+    def buffer(self) -> bytearray:
+        """A free output buffer (waits while all are in flight)."""
+        if self._err is not None:
+            raise self._err
+        return self._free.get()
+
+    def _process(self, data) -> None:
         if data:
             self._h.update(data)
             self.size += len(data)
@@ -79,28 +106,37 @@ class _Sink:
     def _work(self) -> None:
         assert self._q is not None
         while True:
-            data = self._q.get()
-            if data is None:
+            item = self._q.get()
+            if item is None:
                 return
+            buf, n = item
             if self._err is None:
                 try:
-                    self._process(data)
+                    with memoryview(buf) as mv:
+                        self._process(mv[:n])
                 except BaseException as e:  # reported to the producer
                     self._err = e
+            self._free.put(buf)
 
-    def write(self, data: bytes) -> None:
+    def submit(self, buf: bytearray, n: int) -> None:
+        """Hash, compress and write buf[:n]; buf goes back to the pool afterwards."""
         if self._err is not None:
+            self._free.put(buf)
             raise self._err
         if self._q is None:
-            self._process(data)
+            try:
+                with memoryview(buf) as mv:
+                    self._process(mv[:n])
+            finally:
+                self._free.put(buf)
         else:
-            self._q.put(data)
+            self._q.put((buf, n))
 
     def close(self) -> DiffResult:
-        self.write(b"")  # flush the compressor
         self.stop()
         if self._err is not None:
             raise self._err
+        self._process(b"")  # flush the compressor
         diff_id = "sha256:" + self._h.hexdigest()
         digest = diff_id if self._plain else "sha256:" + self._ch.hexdigest()
         return DiffResult(diff_id, digest, self.size, self.csize, self.media_type)
@@ -113,25 +149,48 @@ class _Sink:
 
 
 class _TarWriter:
+    """Formats entries into the current buffer of the sink (``buf``/``mv``, ``off`` bytes used)."""
+
     def __init__(self, sink: _Sink, source_date_epoch: int | None, overlay: bool = False) -> None:
         self.sink = sink
         self.overlay = overlay
         self.sde = source_date_epoch
-        self.parts: list[bytes] = []   # pending output, joined once per flush
-        self.pending = 0
+        self.buf = sink.buffer()
+        self.mv = memoryview(self.buf)
+        self.off = 0
         self.links: dict[tuple[int, int], bytes] = {}
+        self.ids: dict[tuple[int, int, int], tuple[bytes, int]] = {}  # (mode, uid, gid) -> ustar fields
+        # O_NONBLOCK: a file swapped for a fifo since the listing must not block the open;
+        # O_NOATIME (dropped on EPERM: not the owner, no CAP_FOWNER): archiving leaves atimes alone
+        self.file_flags = _FILE_FLAGS | os.O_NONBLOCK | os.O_NOATIME
 
-    def _flush(self) -> None:
-        if self.parts:
-            self.sink.write(b"".join(self.parts))
-            self.parts = []
-            self.pending = 0
+    def flush(self) -> None:
+        """Submit the current buffer and take a fresh one."""
+        self.mv.release()
+        self.sink.submit(self.buf, self.off)
+        self.buf = self.sink.buffer()
+        self.mv = memoryview(self.buf)
+        self.off = 0
 
-    def _add(self, data: bytes) -> None:
-        self.parts.append(data)
-        self.pending += len(data)
-        if self.pending >= _FLUSH:
-            self._flush()
+    def put(self, data: bytes) -> None:
+        n = len(data)
+        if self.off + n > _BUF:
+            if n > _BUF:  # a huge PAX header: in buffer-sized pieces
+                for i in range(0, n, _BUF):
+                    self.put(data[i:i + _BUF])
+                return
+            self.flush()
+        self.mv[self.off:self.off + n] = data
+        self.off += n
+
+    def open_file(self, name: bytes, dfd: int) -> int:
+        try:
+            return os.open(name, self.file_flags, dir_fd=dfd)
+        except PermissionError:
+            if not self.file_flags & os.O_NOATIME:
+                raise
+            self.file_flags &= ~os.O_NOATIME
+            return os.open(name, self.file_flags, dir_fd=dfd)
 
     def _mtime(self, st: os.stat_result) -> int:
         m = st.st_mtime_ns // 1_000_000_000
@@ -146,84 +205,40 @@ class _TarWriter:
             h = tf.build_header(name, typ, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
                                 size=size, mtime=self._mtime(st), linkname=linkname,
                                 devmajor=os.major(dev), devminor=os.minor(dev), xattrs=xattrs)
-        self._add(h)
+        self.put(h)
 
     def whiteout(self, name: bytes) -> None:
         self.header(name, tf.REG)
 
     def data(self, fd: int, size: int, what: bytes) -> None:
+        """size bytes of fd, read straight into the output buffers, then the padding."""
         left = size
-        if size <= _SMALL:
-            while left:
-                chunk = os.read(fd, left)
-                if not chunk:
-                    break
-                self.parts.append(chunk)
-                self.pending += len(chunk)
-                left -= len(chunk)
-        else:
-            self._flush()
-            while left:
-                chunk = os.read(fd, min(left, _FLUSH))
-                if not chunk:
-                    break
-                self.sink.write(chunk)
-                left -= len(chunk)
-        if left:
-            raise Conflict(f"file {what.decode(errors='replace')!r} shrank while it was being archived")
+        readv = os.readv
+        while left:
+            if self.off == _BUF:
+                self.flush()
+            n = min(left, _BUF - self.off)
+            got = readv(fd, (self.mv[self.off:self.off + n],))
+            if not got:
+                raise Conflict(f"file {what.decode(errors='replace')!r} shrank while it was being archived")
+            self.off += got
+            left -= got
         pad = -size % tf.BLOCK
         if pad:
-            self.parts.append(bytes(pad))
-            self.pending += pad
-        if self.pending >= _FLUSH:
-            self._flush()
+            self.put(_ZEROS[:pad])
 
     def end(self) -> None:
-        self.parts.append(bytes(2 * tf.BLOCK))
-        self._flush()
+        """The end-of-archive marker; submits the last buffer (the writer is done)."""
+        self.put(bytes(2 * tf.BLOCK))
+        self.mv.release()
+        self.sink.submit(self.buf, self.off)
 
-    def small_file(self, dfd: int, name: bytes, path: bytes, st: os.stat_result) -> None:
-        """The fast path of node() for a small, singly linked regular file."""
-        fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
-        try:
-            if os.listxattr(fd):
-                raw = _raw_xattrs(fd)
-                if self.overlay and "trusted.overlay.metacopy" in raw:
-                    raise InvalidArgument(f"overlay diff: {path.decode(errors='replace')!r} is a metacopy; "
-                                          "mount overlay with metacopy=off")
-                xattrs = {k: v for k, v in raw.items() if _keep(k)}
-            else:
-                xattrs = None
-            size = st.st_size
-            data = os.read(fd, size) if size else b""
-            while len(data) < size:
-                more = os.read(fd, size - len(data))
-                if not more:
-                    raise Conflict(f"file {path.decode(errors='replace')!r} shrank while being archived")
-                data += more
-        finally:
-            os.close(fd)
-        mtime = st.st_mtime_ns // 1_000_000_000
-        if self.sde is not None and mtime > self.sde:
-            mtime = self.sde
-        uid, gid = st.st_uid, st.st_gid
-        if xattrs or len(path) > 100 or uid > 0o7777777 or gid > 0o7777777 or not path.isascii():
-            hdr = tf.build_header(path, tf.REG, mode=st.st_mode & 0o7777, uid=uid, gid=gid, size=size,
-                                  mtime=mtime, xattrs=xattrs)
-        else:
-            hdr = tf.raw_header(path, tf.REG, st.st_mode & 0o7777, uid, gid, size, mtime, b"", 0, 0)
-        pad = -size % tf.BLOCK
-        self.parts += (hdr, data, _ZEROS[:pad]) if pad else (hdr, data)
-        self.pending += 512 + size + pad
-        if self.pending >= _FLUSH:
-            self._flush()
+    def node(self, dfd: int, name: bytes, path: bytes, st: os.stat_result, fd: int = -1) -> None:
+        """Emit one non-directory (regular file, symlink, device, fifo) or a hardlink to one emitted.
 
-    def node(self, dfd: int, name: bytes, path: bytes, st: os.stat_result) -> None:
-        """Emit one non-directory (regular file, symlink, device, fifo) or a hardlink to one emitted."""
+        fd: the regular file already open (the caller closes it).
+        """
         m = st.st_mode
-        if st.st_nlink == 1 and st.st_size <= _SMALL and stat.S_ISREG(m):
-            self.small_file(dfd, name, path, st)
-            return
         if st.st_nlink > 1:
             key = (st.st_dev, st.st_ino)
             first = self.links.get(key)
@@ -232,17 +247,16 @@ class _TarWriter:
                 return
             self.links[key] = path
         if stat.S_ISREG(m):
-            fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
+            own = fd < 0
+            if own:
+                fd = self.open_file(name, dfd)
             try:
-                raw = _raw_xattrs(fd)
-                if self.overlay and "trusted.overlay.metacopy" in raw:
-                    raise InvalidArgument(f"overlay diff: {path.decode(errors='replace')!r} is a metacopy; "
-                                          "mount overlay with metacopy=off")
-                xattrs = {k: v for k, v in raw.items() if _keep(k)} if raw else None
+                xattrs = _file_xattrs(fd, path, self.overlay)
                 self.header(path, tf.REG, st, size=st.st_size, xattrs=xattrs)
                 self.data(fd, st.st_size, path)
             finally:
-                os.close(fd)
+                if own:
+                    os.close(fd)
         elif stat.S_ISLNK(m):
             self.header(path, tf.SYM, st, linkname=os.readlink(name, dir_fd=dfd))
         elif stat.S_ISCHR(m):
@@ -280,20 +294,123 @@ def _xattrs(fd: int) -> dict[str, bytes]:
     return {k: v for k, v in _raw_xattrs(fd).items() if _keep(k)}
 
 
+def _file_xattrs(fd: int, path: bytes, overlay: bool) -> dict[str, bytes] | None:
+    raw = _raw_xattrs(fd)
+    if overlay and "trusted.overlay.metacopy" in raw:
+        raise InvalidArgument(f"overlay diff: {path.decode(errors='replace')!r} is a metacopy; "
+                              "mount overlay with metacopy=off")
+    return {k: v for k, v in raw.items() if _keep(k)} or None
+
+
 def _names(dfd: int) -> list[bytes]:
-    return sorted(os.fsencode(n) for n in os.listdir(dfd))
+    """A directory's entry names as bytes, sorted (bytewise: the archive order)."""
+    names = [n.encode(_FS_ENC, _FS_ERR) for n in os.listdir(dfd)]
+    names.sort()
+    return names
+
+
+def _entries(dfd: int) -> list[tuple[bytes, bool]]:
+    """(name, d_type says regular file) for a directory's entries, sorted by name as bytes."""
+    out = [(e.name.encode(_FS_ENC, _FS_ERR), e.is_file(follow_symlinks=False)) for e in os.scandir(dfd)]
+    out.sort()
+    return out
+
+
+def _id_fields(mode: int, uid: int, gid: int) -> tuple[bytes, int]:
+    """The ustar mode/uid/gid fields and their byte sum (-1: ids too large for ustar)."""
+    if uid > _MAX8 or gid > _MAX8:
+        return b"", -1
+    f = b"%07o\0%07o\0%07o\0" % (mode & 0o7777, uid, gid)
+    return f, sum(f)
 
 
 def _walk_tree(w: _TarWriter, dfd: int, rel: bytes, overlay: bool) -> None:
-    lstat = os.stat
-    small_file = w.small_file
-    for name in _names(dfd):
+    """Emit every entry under dfd (rel is its archive path with a trailing slash, or b"").
+
+    The common entry, a small singly linked regular file, is handled inline: openat (d_type from
+    the listing said regular), fstat of that fd, flistxattr, one ustar header from cached id
+    fields, readv straight into the output buffer, close. This loop is what a diff costs;
+    everything else goes through :meth:`_TarWriter.node`.
+    """
+    lstat, fstat, close, listxattr, readv = os.stat, os.fstat, os.close, os.listxattr, os.readv
+    openf = os.open
+    sde = w.sde
+    ids = w.ids
+    for name, reg in _entries(dfd):
         path = rel + name
-        st = lstat(name, dir_fd=dfd, follow_symlinks=False)
-        if st.st_nlink == 1 and st.st_size <= _SMALL and stat.S_ISREG(st.st_mode):
-            small_file(dfd, name, path, st)
-        elif stat.S_ISDIR(st.st_mode):
-            sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+        fd = -1
+        if reg:  # d_type says regular: open, then stat the fd (one path lookup, not two)
+            try:
+                fd = openf(name, w.file_flags, dir_fd=dfd)
+            except PermissionError:
+                fd = w.open_file(name, dfd)
+            except OSError as e:
+                if e.errno != errno.ELOOP:  # ELOOP: replaced by a symlink since the listing
+                    raise
+            if fd >= 0:
+                st = fstat(fd)
+                if st.st_mode & _S_IFMT != _S_IFREG:  # replaced since the listing: not ours to read
+                    close(fd)
+                    fd = -1
+        if fd < 0:
+            st = lstat(name, dir_fd=dfd, follow_symlinks=False)
+            if st.st_mode & _S_IFMT == _S_IFREG:
+                fd = w.open_file(name, dfd)
+        mode = st.st_mode
+        fmt = mode & _S_IFMT
+        size = st.st_size
+        if fd >= 0 and (size > _SMALL or st.st_nlink != 1):
+            try:
+                w.node(dfd, name, path, st, fd)
+            finally:
+                close(fd)
+        elif fd >= 0:
+            try:
+                xattrs = _file_xattrs(fd, path, overlay) if listxattr(fd) else None
+                mtime = st[8]  # whole seconds (st_mtime_ns // 10**9)
+                if sde is not None and mtime > sde:
+                    mtime = sde
+                key = (mode, st.st_uid, st.st_gid)
+                idf = ids.get(key)
+                if idf is None:
+                    idf = ids[key] = _id_fields(*key)
+                if (xattrs or idf[1] < 0 or len(path) > 100 or mtime < 0 or mtime > _MAX12
+                        or not path.isascii()):
+                    hdr = tf.build_header(path, tf.REG, mode=mode, uid=st.st_uid, gid=st.st_gid, size=size,
+                                          mtime=mtime, xattrs=xattrs)
+                else:
+                    sm = b"%011o\0%011o\0" % (size, mtime)
+                    hdr = b"".join((path.ljust(100, b"\0"), idf[0], sm,
+                                    b"%06o\0 " % (sum(path) + idf[1] + sum(sm) + _REG_SUM), _REG_TAIL))
+                hlen = len(hdr)
+                pad = -size % 512
+                off = w.off
+                if off + hlen + size + pad > _BUF:
+                    w.flush()
+                    off = 0
+                    if hlen + size + pad > _BUF:  # only with a huge PAX header
+                        w.put(hdr)
+                        w.data(fd, size, path)
+                        continue
+                mv = w.mv
+                o = off + hlen
+                mv[off:o] = hdr
+                if size:
+                    end = o + size
+                    while o < end:
+                        got = readv(fd, (mv[o:end],))
+                        if not got:
+                            raise Conflict(f"file {path.decode(errors='replace')!r} shrank while it was "
+                                           "being archived")
+                        o += got
+                    if pad:
+                        mv[o:o + pad] = _ZEROS[:pad]
+                        o += pad
+                w.off = o
+            finally:
+                close(fd)
+        elif fmt == _S_IFDIR:
+            sub = openf(name, _DIR_FLAGS, dir_fd=dfd)
             try:
                 raw = _raw_xattrs(sub)
                 if overlay:
@@ -306,8 +423,8 @@ def _walk_tree(w: _TarWriter, dfd: int, rel: bytes, overlay: bool) -> None:
                     w.whiteout(path + b"/.wh..wh..opq")
                 _walk_tree(w, sub, path + b"/", overlay)
             finally:
-                os.close(sub)
-        elif overlay and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                close(sub)
+        elif overlay and fmt == _S_IFCHR and st.st_rdev == 0:
             w.whiteout(rel + b".wh." + name)
         else:
             w.node(dfd, name, path, st)
@@ -320,7 +437,7 @@ def _same_content(ufd: int, lfd: int, name: bytes, size: int) -> bool:
         try:
             left = size
             while left > 0:
-                x = os.read(a, min(left, _FLUSH))
+                x = os.read(a, min(left, _BUF))
                 if not x or x != os.read(b, len(x)):
                     return False
                 left -= len(x)

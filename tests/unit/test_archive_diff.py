@@ -246,3 +246,112 @@ def test_overlay_round_trip_through_a_real_mount(tmp_path, no_leaked_mounts):
         subprocess.run(["umount", str(merged)], check=True)
     again, res2 = diff_bytes(upper2, whiteout_mode="overlay")
     assert members(again) == got
+
+
+def _edge_tree(root) -> None:
+    """Entries that take every path of the writer: small, exactly-small, large, hardlinked (small and
+    large), long and non-ASCII names, xattrs, big ids (as root), symlinks, fifos, empty files."""
+    from berth.archive import diff as d
+    (root / "a/b").mkdir(parents=True)
+    (root / "a/b/c.txt").write_bytes(b"hello")
+    (root / "a/empty").write_bytes(b"")
+    (root / "a" / ("n" * 98)).write_bytes(b"98")       # "a/" + 98 = 100: the ustar limit
+    (root / "a" / ("n" * 99)).write_bytes(b"99")       # 101: PAX path
+    (root / "u").mkdir()
+    (root / "u/ünï").write_bytes(b"u")
+    (root / "big").mkdir()
+    (root / "big/exact").write_bytes(os.urandom(d._SMALL))
+    (root / "big/over").write_bytes(os.urandom(d._SMALL + 1))
+    (root / "big/large").write_bytes(os.urandom(3 * d._SMALL + 7))
+    (root / "hl").mkdir()
+    (root / "hl/one").write_bytes(b"link" * 1000)
+    os.link(root / "hl/one", root / "hl/two")
+    os.link(root / "big/large", root / "hl/large2")
+    (root / "x").mkdir()
+    (root / "x/file").write_bytes(b"x")
+    os.setxattr(root / "x/file", "user.k", b"v\x00")
+    os.setxattr(root / "x", "user.dir", b"d")
+    os.symlink("c.txt", root / "a/b/sym")
+    os.symlink("t" * 200, root / "a/b/longsym")
+    os.mkfifo(root / "fifo")
+    if os.geteuid() == 0:
+        (root / "own").mkdir()
+        (root / "own/bigid").write_bytes(b"i")
+        os.chown(root / "own/bigid", 3_000_000, 9_000_000)
+
+
+def test_small_buffers_give_the_same_bytes(tmp_path, monkeypatch):
+    """Entries that straddle or exceed the output buffer are written exactly as with big buffers."""
+    from berth.archive import diff as d
+    src = tmp_path / "src"
+    src.mkdir()
+    _edge_tree(src)
+    want, res = diff_bytes(src, whiteout_mode="delete")
+    for buf in (4096, 1536, 512):
+        monkeypatch.setattr(d, "_BUF", buf)
+        monkeypatch.setattr(d, "_NBUF", 2)
+        got, res2 = diff_bytes(src, whiteout_mode="delete")
+        assert got == want and res2.diff_id == res.diff_id
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    apply_layer(io.BytesIO(want), str(dst))
+    assert snapshot(dst) == snapshot(src)
+    with tarfile.open(fileobj=io.BytesIO(want)) as t:
+        links = sorted((m.name, m.linkname) for m in t if m.islnk())
+    assert links == [("hl/large2", "big/large"), ("hl/two", "hl/one")]
+
+
+def test_negative_mtime_is_a_pax_record(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "old").write_bytes(b"o")
+    os.utime(src / "old", (-100, -100))
+    blob, _ = diff_bytes(src, whiteout_mode="delete")
+    with tarfile.open(fileobj=io.BytesIO(blob)) as t:
+        m = t.getmember("old")
+    assert m.pax_headers.get("mtime") == "-100" and m.mtime == -100
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    apply_layer(io.BytesIO(blob), str(dst))
+    assert os.lstat(dst / "old").st_mtime == -100
+
+
+@pytest.mark.root
+def test_diff_leaves_atimes_alone(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"data")
+    os.utime(src / "f", (1_000_000_000, 1_600_000_000))  # atime older than mtime: relatime would update
+    diff_bytes(src, whiteout_mode="delete")
+    assert os.stat(src / "f").st_atime == 1_000_000_000
+
+
+def test_a_failing_output_is_reported_and_nothing_hangs(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"f{i}").write_bytes(os.urandom(100_000))
+
+    class Broken:
+        def write(self, data) -> int:
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        write_diff(str(src), Broken(), whiteout_mode="delete", compression=None)  # type: ignore[arg-type]
+
+
+def test_a_file_that_shrinks_is_a_conflict(tmp_path, monkeypatch):
+    from berth.archive import diff as d
+    from berth.errors import Conflict
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"x" * 5000)
+    real_fstat = os.fstat
+
+    def lying_fstat(fd):  # the size seen before reading is larger than what is there
+        st = real_fstat(fd)
+        return os.stat_result((*st[:6], st.st_size + 100, *st[7:10]))
+
+    monkeypatch.setattr(d.os, "fstat", lying_fstat)
+    with pytest.raises(Conflict, match="shrank"):
+        diff_bytes(src, whiteout_mode="delete")
