@@ -253,9 +253,39 @@ class Builder:
         self.lease.add("content", dg)
         return Layer(oci.Descriptor(res.media_type, res.digest, res.compressed_size), res.diff_id, res.size)
 
+    def adopt(self, key: str, st: Stage) -> bool:
+        """Commit the finished active snapshot ``key`` (a RUN container's, or a COPY/WORKDIR scratch)
+        whose changes are ``st``'s top layer as that layer's chain snapshot, so the next step does
+        not extract the layer just diffed from it (Docker's overlay2 keeps the container's layer
+        too). Skipped when the chain exists already or ``key`` is still mounted; False then."""
+        from berth.errors import AlreadyExists
+        from berth.oci import image as oci
+
+        if not st.layers:
+            return False
+        top = st.layers[-1]
+        chain = oci.chain_ids([layer.diff_id for layer in st.layers])[-1]
+        try:
+            self.snap.stat(chain)
+            return False
+        except NotFound:
+            pass
+        try:
+            upper = self.snap.upper_dir(key)
+            with open("/proc/self/mountinfo") as f:
+                if any(upper in line for line in f):
+                    return False
+            self.snap.commit(chain, key, labels={"berth.unpack.chain": chain})
+        except (AlreadyExists, BerthError, OSError) as e:
+            log.debug("keeping snapshot %s out of the chain: %s", key, e)
+            return False
+        self.store.record_layer(chain, top.diff_id, int(top.uncompressed_size or 0))
+        return True
+
     @contextlib.contextmanager
     def _scratch_snapshot(self, parent_image: str | None):
-        """A private active snapshot on the parent image's chain, removed afterwards."""
+        """A private active snapshot on the parent image's chain, removed afterwards (unless it was
+        adopted as a layer's chain snapshot meanwhile)."""
         from berth.images.unpack import owner_labels
 
         chain = self.store.unpack(parent_image) if parent_image else ""
@@ -266,6 +296,8 @@ class Builder:
         finally:
             try:
                 self.snap.remove(key)
+            except NotFound:
+                pass  # adopted: committed under its chain ID
             except BerthError as e:
                 log.warning("removing build snapshot %s: %s", key, e)
 

@@ -234,7 +234,8 @@ def _copy_work(b: Builder, st: Stage, plan: _CopyPlan, key_out: list[str]) -> bo
                         fsops.write_file(root, path, plan.heredocs[name], uid=uid, gid=gid,
                                          mode=plan.chmod if plan.chmod is not None else 0o644)
             layer = b._diff(skey)
-        iid = b._commit(st, cfg, text, layer)
+            iid = b._commit(st, cfg, text, layer)
+            b.adopt(skey, st)
         b.cache.put(key, iid)
         return False
 
@@ -285,7 +286,10 @@ async def workdir_step(b: Builder, st: Stage, cfg: dict, text: str) -> None:
                 os.close(fsops.mkdirs(root, cfg["WorkingDir"], created=created))
             if created:
                 layer = b._diff(skey)
-        b.cache.put(key, b._commit(st, cfg, text, layer))
+            iid = b._commit(st, cfg, text, layer)
+            if layer is not None:
+                b.adopt(skey, st)
+        b.cache.put(key, iid)
 
     await asyncio.to_thread(work)
     b._done(st)

@@ -130,6 +130,8 @@ async def run_step(b: Builder, st: Stage, argv: list[str], shown: str, *,
         iid = b._commit(st, dict(cfg), text, layer)
         b.cache.put(key, iid)
         ok = True
+        if b.rm or b.force_rm:  # the container goes: its snapshot becomes the layer's
+            await asyncio.to_thread(b.adopt, snap_key, st)
     except asyncio.CancelledError:
         b.killed.setdefault(cid, "build cancelled")  # the client went away: do not leave it running
         raise
