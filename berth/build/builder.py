@@ -402,7 +402,7 @@ class Builder:
             if ref.digest:
                 raise InvalidArgument(f"invalid tag {t!r}: a tag cannot contain a digest")
         pre, stages = self._plan()
-        total = len(pre) + sum(len(s) for s in stages)
+        total = len(pre) + sum(len(s) for s in stages) + len(self.labels)
         n = 0
         genv: dict[str, str] = _platform_args()
         self.globals.update(genv)
@@ -429,11 +429,12 @@ class Builder:
                 assert st is not None
                 await step_for(ins).run(self, st)
         assert st is not None
-        if self.labels:
+        for k, v in sorted(self.labels.items()):  # moby's buildLabelOptions: one LABEL step each
+            n += 1
+            self.say(f"Step {n}/{total} : LABEL {k}={v}\n")
             cfg = json.loads(json.dumps(st.raw.get("config") or {}))
-            cfg["Labels"] = {**(cfg.get("Labels") or {}), **self.labels}
-            text = f"{NOP} LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(self.labels.items()))
-            await self.commit_meta(st, text, cfg)
+            cfg["Labels"] = {**(cfg.get("Labels") or {}), k: v}
+            await self.commit_meta(st, f"{NOP} LABEL {k}={v}", cfg)
         final = self._ensure_image(st)
         unused = sorted(k for k in self.build_args if k not in self.consumed and k not in PROXY_ARGS)
         if unused:

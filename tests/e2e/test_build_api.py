@@ -178,6 +178,7 @@ def test_docker_cli_legacy_build(daemon, tmp_path):
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr + r.stdout
     assert "Successfully tagged clibuild:1" in r.stdout
+    assert "Step 6/6 : LABEL made.by=test" in r.stdout  # --label is a step of its own, as moby's
     r = subprocess.run(["docker", "run", "--rm", "clibuild:1"], env=env, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
