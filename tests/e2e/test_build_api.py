@@ -195,6 +195,27 @@ def test_docker_cli_legacy_build(daemon, tmp_path):
     assert "The command '/bin/sh -c echo failing; exit 5' returned a non-zero code: 5" in r.stderr
 
 
+@pytest.mark.parametrize("cli_build", ["0", "1"])
+def test_docker_compose_build(daemon, tmp_path, cli_build):
+    """docker-compose 1.x: through docker-py's POST /build (0) or shelling out to docker build (1)."""
+    if not shutil.which("docker-compose") or not shutil.which("docker"):
+        pytest.skip("no docker-compose")
+    proj = _write(tmp_path, {
+        "docker-compose.yml": "version: '3'\nservices:\n  web:\n    build:\n      context: ./app\n"
+                              "      args:\n        GREETING: compose" + cli_build + "\n"
+                              "    image: compimg:" + cli_build + "\n",
+        "app/Dockerfile": "FROM busybox\nARG GREETING=none\nRUN echo $GREETING > /g\nCMD cat /g\n",
+    })
+    env = {**os.environ, "DOCKER_HOST": daemon.url, "DOCKER_BUILDKIT": "0",
+           "COMPOSE_DOCKER_CLI_BUILD": cli_build, "DOCKER_CONFIG": str(tmp_path / "dockercfg")}
+    r = subprocess.run(["docker-compose", "-p", "bp" + cli_build, "build"], cwd=proj, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    c = _client(daemon)
+    assert _run(c, "compimg:" + cli_build) == f"compose{cli_build}\n".encode()
+    c.close()
+
+
 # -- berth build -----------------------------------------------------------------------------------
 def test_berth_build_cache_ignore_quiet_args(daemon, tmp_path):
     ctx = _write(tmp_path / "ctx", {
