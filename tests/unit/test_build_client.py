@@ -224,3 +224,17 @@ def test_cli_build_args_and_df_rows():
                  ("Containers", "2", "1", "40B", "30B (75%)"),
                  ("Local Volumes", "2", "1", "100B", "50B (50%)"),
                  ("Build Cache", "3", "1", "120B", "100B")]
+
+
+def test_step_timer_marks_step_ends_only():
+    from berth.cli.commands.build import StepTimer
+
+    now = [10.0]
+    t = StepTimer(clock=lambda: now[0])
+    assert t(" ---> 0123456789ab\n") == " ---> 0123456789ab\n"  # no step started
+    assert t("Step 1/2 : FROM busybox\n") == "Step 1/2 : FROM busybox\n"
+    now[0] = 10.25
+    assert t(" ---> Using cache\n") == " ---> Using cache\n"
+    assert t("some RUN output\n") == "some RUN output\n"
+    assert t(" ---> 0123456789ab\n") == " ---> 0123456789ab  0.25s\n"
+    assert t(" ---> Removed intermediate container 0123456789ab\n").endswith("ab\n")

@@ -47,6 +47,26 @@ def labels(values: list[str]) -> dict[str, str]:
     return out
 
 
+class StepTimer:
+    """On a terminal, the line that ends a step (`` ---> <id>``) also shows how long the step took."""
+
+    def __init__(self, clock=None) -> None:
+        import time
+
+        self.clock = clock or time.monotonic
+        self.start: float | None = None
+
+    def __call__(self, text: str) -> str:
+        if text.startswith("Step "):
+            self.start = self.clock()
+        elif self.start is not None and len(text) == 19 and text.startswith(" ---> ") \
+                and text.endswith("\n") and all(c in "0123456789abcdef" for c in text[6:18]):
+            took = self.clock() - self.start
+            self.start = None
+            return f"{text[:-1]}  {took:.2f}s\n"
+        return text
+
+
 def _context(cli, opts, src: str) -> tuple[object, str]:
     """(the body's chunks, the Dockerfile's name in the context)."""
     from berth.cli.context import CliError
@@ -107,6 +127,7 @@ def run(cli, opts, args) -> int:
     image_id = ""
     quiet_out: list[str] = []
     out = cli.out
+    timer = StepTimer() if getattr(out, "isatty", lambda: False)() else None
     for msg in resp.iter_json():
         err = msg.get("errorDetail") or ({"message": msg["error"]} if msg.get("error") else None)
         if err:
@@ -124,7 +145,7 @@ def run(cli, opts, args) -> int:
             if opts["quiet"]:
                 quiet_out.append(text)
             else:
-                out.write(text)
+                out.write(timer(text) if timer else text)
                 out.flush()
     if opts["quiet"]:
         cli.print(image_id or "".join(quiet_out).strip())
