@@ -361,7 +361,7 @@ class _Registry(BaseHTTPRequestHandler):
         pass
 
 
-def test_auth_against_a_local_registry(daemon):
+def test_auth_against_a_local_registry(daemon, tmp_path):
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
@@ -373,6 +373,14 @@ def test_auth_against_a_local_registry(daemon):
             c.login("u", "wrong", registry=addr, reauth=True)
         assert ei.value.status_code == 401
         c.close()
+        if shutil.which("docker"):
+            env = {**os.environ, "DOCKER_HOST": daemon.url, "DOCKER_CONFIG": str(tmp_path / "cfg")}
+            r = subprocess.run(["docker", "login", "-u", "u", "--password-stdin", addr], input="p\n", env=env,
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0 and "Login Succeeded" in r.stdout, r.stderr
+            r = subprocess.run(["docker", "login", "-u", "u", "--password-stdin", addr], input="bad\n",
+                               env=env, capture_output=True, text=True, timeout=60)
+            assert r.returncode == 1 and "Error response from daemon" in r.stderr
     finally:
         srv.shutdown()
         srv.server_close()
