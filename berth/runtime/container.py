@@ -99,7 +99,7 @@ def seccomp_filter(spec: dict, root: str):
 
 def create(root: str, cid: str, opts: Options) -> state_mod.Container:
     """Set up the container up to the exec fifo; returns its record (status `created`)."""
-    from berth.runtime import config
+    from berth.runtime import cgwarm, config
     from berth.runtime.init import InitContext, child, write_id_maps
     from berth.runtime.sync import pair
     from berth.sys import linux
@@ -154,14 +154,13 @@ def create(root: str, cid: str, opts: Options) -> state_mod.Container:
                           preserve_fds=opts.preserve_fds, no_pivot=opts.no_pivot, double_fork=double,
                           state=st, seccomp_bpf=bpf)
         if "time" in ns and not double:
-            from berth.runtime import cgwarm
-
             cgwarm.wait()  # setns(CLONE_NEWTIME) needs a single-threaded caller
         linux.prctl(PR_SET_DUMPABLE, 0)
         restore = _enter_pid_time(ns, lcfg) if not double else []
         try:
             child_pid = os.fork()
             if child_pid == 0:
+                cgwarm.in_child()
                 pchan.close()
                 child(ctx)
         finally:
@@ -257,6 +256,7 @@ def create(root: str, cid: str, opts: Options) -> state_mod.Container:
         state_mod.remove_dir(root, cid)
         raise
     finally:
+        cgwarm.wait()
         if chan is not None:
             chan.close()
         for fd in fds:

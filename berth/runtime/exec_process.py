@@ -52,7 +52,7 @@ def build_process(c: state_mod.Container, args: list[str], *, tty: bool = False,
 def exec_(c: state_mod.Container, proc: dict, *, detach: bool = False, pid_file: str = "",
           console_socket: str = "", preserve_fds: int = 0, ignore_paused: bool = False) -> int:
     """Run proc in the container; returns its exit status (0 at once when detached)."""
-    from berth.runtime import container
+    from berth.runtime import cgwarm, container
     from berth.runtime.config import validate_process
     from berth.runtime.init import InitContext
     from berth.runtime.sync import pair
@@ -107,6 +107,7 @@ def exec_(c: state_mod.Container, proc: dict, *, detach: bool = False, pid_file:
         try:
             pid = os.fork()
             if pid == 0:
+                cgwarm.in_child()
                 pchan.close()
                 _child(ctx, proc, fds)
         finally:
@@ -147,6 +148,7 @@ def exec_(c: state_mod.Container, proc: dict, *, detach: bool = False, pid_file:
             code, _, text = arg.partition(" ")
             raise ChildError(text if word == "error" else msg, int(code) if code.isdigit() else 1)
     finally:
+        cgwarm.wait()
         if chan is not None:
             chan.close()
         for fd in opened:

@@ -326,3 +326,24 @@ def test_systemd_cgroup_without_systemd_is_a_clear_error(tmp_path, busybox_rootf
     p = runtime("--systemd-cgroup", "run", "-b", bundle, cid)
     assert p.returncode == 1 and "systemd" in p.stderr
     assert runtime("state", cid).returncode != 0
+
+
+def test_no_runtime_fd_reaches_the_init(tmp_path, busybox_rootfs_template, runtime):
+    """The CLI's cgroup warm-up file (fd >= 200 in the runtime) is closed in init right after fork:
+    init's cwd through it is "no such directory", not a host file (ENOTDIR)."""
+    from berth.runtime.cgwarm import HIGH_FD
+
+    bundle, spec = make_bundle(tmp_path, busybox_rootfs_template, ["true"])
+    spec["process"]["cwd"] = f"/proc/self/fd/{HIGH_FD}"
+    write_spec(bundle, spec)
+    p = runtime("run", "-b", bundle, runtime.track(new_id()))
+    assert p.returncode != 0
+    assert "no such directory" in p.stderr, p.stderr
+    spec["process"]["cwd"] = "/"
+    spec["process"]["args"] = ["sleep", "300"]
+    write_spec(bundle, spec)
+    cid = runtime.track(new_id())
+    runtime("run", "-d", "-b", bundle, cid, check=True)
+    p = runtime("exec", "--cwd", f"/proc/self/fd/{HIGH_FD}", cid, "true")
+    assert p.returncode != 0
+    assert "no such directory" in p.stderr, p.stderr

@@ -60,10 +60,11 @@ def test_cgwarm_targets_our_own_cgroup_only():
 
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-def test_cgwarm_moves_nothing():
+def test_cgwarm_moves_nothing_and_closes_its_file():
     code = (f"import sys\nsys.path[:0] = [{REPO!r}]\nfrom berth.runtime import cgwarm\n"
-            "before = open('/proc/self/cgroup').read()\ncgwarm.start()\ncgwarm.wait()\n"
+            "before = open('/proc/self/cgroup').read()\ncgwarm.start()\nfd = cgwarm._fd\nassert fd >= 200\n"
+            "cgwarm.wait()\nimport os\nassert not os.path.exists(f'/proc/self/fd/{fd}')\n"
             "assert open('/proc/self/cgroup').read() == before\n"
-            "import os\nprint(len(os.listdir('/proc/self/task')))\n")
+            "print(len(os.listdir('/proc/self/task')))\n")
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1"  # single-threaded again
