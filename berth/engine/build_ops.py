@@ -37,6 +37,7 @@ class BodyReader(io.RawIOBase):
         self._eof = False
         self._space = asyncio.Event()
         self.abandoned = False   # the consumer is done: the feeder discards what is left
+        self.dead = False        # the request is gone: a reader waiting for more gets an error
 
     def readable(self) -> bool:
         return True
@@ -45,7 +46,13 @@ class BodyReader(io.RawIOBase):
         while not self._buf:
             if self._eof:
                 return 0
-            item = self._q.get()
+            try:
+                item = self._q.get(timeout=0.5)
+            except queue.Empty:
+                if self.dead:
+                    self._eof = True
+                    raise OSError("the build request went away while its context was being read") from None
+                continue
             self._loop.call_soon_threadsafe(self._space.set)
             if item is None:
                 self._eof = True
@@ -73,13 +80,22 @@ class BodyReader(io.RawIOBase):
         self.abandoned = True
         self._space.set()
 
+    def kill(self) -> None:
+        """No more input will come (the request was cancelled): unblock the reading thread."""
+        self.dead = True
+        self.abandon()
+
     async def feed(self, source: AsyncIterator[bytes]) -> None:
         """Pump source into the reader; after abandon(), read the rest of it and drop it."""
         try:
             async for chunk in source:
                 if chunk and not self.abandoned:
                     await self.put(bytes(chunk))
-        except BerthError as e:  # the client went away mid-body, or sent a malformed one
+        except asyncio.CancelledError:
+            self.kill()
+            raise
+        except Exception as e:  # noqa: BLE001 - the client went away mid-body (h11), or sent a bad one
+            self.dead = True
             await self.put(OSError(f"reading the build context: {e}"))
             return
         await self.put(None)
@@ -146,11 +162,11 @@ class BuildOps:
                 yield msg
                 self._build_event(msg, kwargs["tags"])
         finally:
-            reader.abandon()
             if not feeder.done():
                 feeder.cancel()
                 with contextlib.suppress(BaseException):
                     await feeder
+            reader.kill()
             await gen.aclose()
 
     def _build_event(self, msg: dict, tags: list[str]) -> None:

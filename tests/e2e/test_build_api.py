@@ -162,6 +162,32 @@ def test_build_query_errors_and_cancel(daemon):
     assert st == 200
 
 
+def test_client_gone_mid_upload_leaves_no_context(daemon):
+    import socket
+    import time
+
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(daemon.sock)
+    s.sendall(b"POST /v1.44/build?t=never:1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\n"
+              b"Transfer-Encoding: chunked\r\n\r\n")
+    part = _tar({"Dockerfile": "FROM busybox\n", "big": os.urandom(4 << 20)})[: 2 << 20]
+    s.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+    tmp = os.path.join(daemon.data, "tmp")
+    deadline = time.time() + 10
+    while time.time() < deadline and not any(n.startswith("berth-build-ctx-") for n in os.listdir(tmp)):
+        time.sleep(0.05)
+    s.close()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(n.startswith("berth-build-ctx-") for n in os.listdir(tmp)):
+        time.sleep(0.1)
+    assert not [n for n in os.listdir(tmp) if n.startswith("berth-build-ctx-")]
+    assert _raw(daemon, "GET", "/_ping")[0] == 200
+    c = _client(daemon)
+    with pytest.raises(docker.errors.ImageNotFound):
+        c.images.get("never:1")
+    c.close()
+
+
 # -- docker CLI ------------------------------------------------------------------------------------
 def test_docker_cli_legacy_build(daemon, tmp_path):
     if not shutil.which("docker"):

@@ -162,6 +162,27 @@ def test_body_reader_abandon_drains_and_error_propagates():
     asyncio.run(main())
 
 
+def test_body_reader_kill_unblocks_the_reader():
+    async def main():
+        r = BodyReader(asyncio.get_running_loop())
+        err: list[BaseException] = []
+
+        def consume():
+            try:
+                r.read(10)
+            except OSError as e:
+                err.append(e)
+
+        t = threading.Thread(target=consume)
+        t.start()
+        await asyncio.sleep(0.05)
+        r.kill()
+        await asyncio.to_thread(t.join, 5)
+        assert not t.is_alive() and err and "went away" in str(err[0])
+
+    asyncio.run(main())
+
+
 def test_build_kwargs_mapping_and_refusals():
     kw = _build_kwargs({"t": ["a:1", "b"], "buildargs": {"A": "1", "B": None}, "labels": {"l": None},
                         "nocache": True, "rm": True, "forcerm": False, "q": True, "dockerfile": "x/D",
