@@ -3,8 +3,8 @@
 The diff comes from ``berth.archive.write_diff`` in the snapshotter's whiteout mode (overlay: the
 upper dir only; vfs/btrfs: the tree compared with its parent). The new config is the parent's with
 the diff ID and a history entry appended, ``--change`` lines applied, and ``container`` /
-``container_config`` recorded as Docker does. The new layer's snapshot is made by the next unpack
-(the container's own snapshot stays the container's).
+``container_config`` recorded as Docker does; the base image becomes the new image's parent. The
+new layer's snapshot is made by the next unpack (the container's own snapshot stays the container's).
 """
 
 from __future__ import annotations
@@ -55,12 +55,12 @@ def commit_snapshot(store: ImageStore, key: str, *, parent: str | None, ref: str
     with store.hold("commit") as held:
         return _commit(store, key, raw, section, layers, history, ref=ref, comment=comment, author=author,
                        container_id=container_id, container_config=container_config, created_by=created_by,
-                       compression=compression, lease=held)
+                       compression=compression, lease=held, parent_id=base.id if base else "")
 
 
 def _commit(store: ImageStore, key: str, raw: dict, section: dict, layers: list[Layer], history: list[dict],
             *, ref: str | None, comment: str, author: str, container_id: str, container_config: dict | None,
-            created_by: str, compression: str, lease: Any) -> Image:
+            created_by: str, compression: str, lease: Any, parent_id: str = "") -> Image:
     from berth.archive import write_diff
 
     snap = store.snapshotter
@@ -88,6 +88,6 @@ def _commit(store: ImageStore, key: str, raw: dict, section: dict, layers: list[
     if container_config is not None:
         raw["container_config"] = container_config
     mdesc = put_image(store.content, [*layers, layer], raw, lease=lease)
-    img = store.add(mdesc, names=[ref] if ref else [])
+    img = store.add(mdesc, names=[ref] if ref else [], parent=parent_id or None)
     store.record_layer(oci.chain_id([*(la.diff_id for la in layers), layer.diff_id]), layer.diff_id, res.size)
     return img

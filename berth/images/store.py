@@ -61,6 +61,11 @@ _MIGRATIONS = [
         size INTEGER NOT NULL
     )
     """,
+    # 2: the parent image (Docker's Parent: the builder's previous step, a commit's base image)
+    """
+    ALTER TABLE images ADD COLUMN parent TEXT NOT NULL DEFAULT '';
+    CREATE INDEX images_by_parent ON images(parent)
+    """,
 ]
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -76,6 +81,7 @@ class Image:
     created: float
     added: float
     last_tag_time: float
+    parent: str = ""                                   # the parent image ID ("" = none)
     tags: list[str] = field(default_factory=list)      # full names, docker.io/library/busybox:latest
     digests: list[str] = field(default_factory=list)   # full names, docker.io/library/busybox@sha256:...
 
@@ -153,7 +159,8 @@ class ImageStore:
         target = json.loads(row["target"]) if row["target"] else None
         img = Image(id=row["id"], manifest=oci.Descriptor.from_dict(json.loads(row["manifest"])),
                     target=oci.Descriptor.from_dict(target) if target else None,
-                    created=row["created"], added=row["added"], last_tag_time=row["last_tag_time"])
+                    created=row["created"], added=row["added"], last_tag_time=row["last_tag_time"],
+                    parent=row["parent"] or "")
         img.tags = sorted(r["name"] for r in self.db.query(
             "SELECT name FROM image_tags WHERE image_id=?", (img.id,)))
         img.digests = sorted(f"{r['repo']}@{r['digest']}" for r in self.db.query(
@@ -175,10 +182,13 @@ class ImageStore:
         return oci.parse_config(self.content.read(image.id, oci.MAX_CONFIG_SIZE + 1))
 
     def add(self, manifest: oci.Descriptor, *, names: Iterable[str] = (), repo_digests: Iterable[str] = (),
-            target: oci.Descriptor | None = None) -> Image:
+            target: oci.Descriptor | None = None, parent: str | None = None) -> Image:
         """Record the image whose (platform) manifest is in the content store; tag it with names.
 
         ``target`` is what a name was resolved to if that was an index (kept as a GC root).
+        ``parent`` is the image this one was made from (a build step's previous step, a commit's
+        base): Docker's ``Parent``, which hides untagged parents from ``images`` and makes ``rmi``
+        of the child prune them. It must be a known image; None or "" keeps what is recorded.
         Raises NotFound if the manifest or config blob is missing, InvalidArgument/DataCorrupt if
         they do not parse or disagree.
         """
@@ -192,6 +202,9 @@ class ImageStore:
         cfg = oci.parse_config(self.content.read(m.config.digest, oci.MAX_CONFIG_SIZE + 1))
         oci.check_manifest_config(m, cfg)
         image_id = m.config.digest
+        if parent:
+            if parent == image_id or self._by_id(parent) is None:
+                raise InvalidArgument(f"invalid parent image {parent!r} for {image_id}")
         parsed_names = [reference.parse(n) for n in names]
         for ref in parsed_names:
             if ref.digest:
@@ -203,11 +216,12 @@ class ImageStore:
         tdesc = json.dumps(target.to_dict()) if target else ""
         with self.db.transaction() as conn:
             conn.execute(
-                "INSERT INTO images(id, manifest, manifest_digest, target, created, added, last_tag_time)"
-                " VALUES(?, ?, ?, ?, ?, ?, 0) ON CONFLICT(id) DO UPDATE SET manifest=excluded.manifest,"
-                " manifest_digest=excluded.manifest_digest,"
-                " target=CASE WHEN excluded.target != '' THEN excluded.target ELSE images.target END",
-                (image_id, mdesc, manifest.digest, tdesc, parse_time(cfg.created), now))
+                "INSERT INTO images(id, manifest, manifest_digest, target, created, added, last_tag_time,"
+                " parent) VALUES(?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT(id) DO UPDATE SET"
+                " manifest=excluded.manifest, manifest_digest=excluded.manifest_digest,"
+                " target=CASE WHEN excluded.target != '' THEN excluded.target ELSE images.target END,"
+                " parent=CASE WHEN excluded.parent != '' THEN excluded.parent ELSE images.parent END",
+                (image_id, mdesc, manifest.digest, tdesc, parse_time(cfg.created), now, parent or ""))
             for ref in parsed_names:
                 self._set_tag(conn, str(ref), image_id, now)
             for ref in parsed_digests:
@@ -298,13 +312,35 @@ class ImageStore:
             raise NotFound(f"No such image: {name}")
         return ref.familiar()
 
+    # -- parents ---------------------------------------------------------------------------
+    def children(self, image_id: str) -> list[str]:
+        """IDs of the images whose parent is image_id."""
+        rows = self.db.query("SELECT id FROM images WHERE parent=? ORDER BY id", (image_id,))
+        return [r["id"] for r in rows]
+
+    def _has_children(self, image_id: str) -> bool:
+        return self.db.query_one("SELECT 1 FROM images WHERE parent=? LIMIT 1", (image_id,)) is not None
+
     # -- removal ---------------------------------------------------------------------------
     def remove(self, ref_or_id: str, *, force: bool = False, prune: bool = True) -> list[dict]:
         """``docker rmi``: untag a name, or delete the image when no names remain.
 
-        Returns Docker's items: ``{"Untagged": "busybox:latest"}``, ``{"Deleted": "sha256:..."}``.
-        Refuses (Conflict) to delete an image a container uses unless force.
+        Returns Docker's items: ``{"Untagged": "busybox:latest"}``, ``{"Deleted": "sha256:..."}``
+        (the image, then each layer snapshot released). Refuses (Conflict) to delete an image a
+        container uses unless force, and an image with child images even when forced; untagging
+        the last name of a parent leaves it as an intermediate image. ``prune`` (Docker's default;
+        ``--no-prune`` turns it off) then deletes the untagged parents that no other image, name or
+        container holds, each with its own "Deleted" items, as moby's ``imageDeleteHelper``.
         """
+        records, _ = self._remove(ref_or_id, force=force, prune=prune)
+        try:
+            self.gc()
+        except Exception as e:  # GC failures must not undo a successful delete
+            log.warning("gc after removing %s failed: %s", ref_or_id, e)
+        return records
+
+    def _remove(self, ref_or_id: str, *, force: bool, prune: bool) -> tuple[list[dict], int]:
+        """remove() without GC; also returns the bytes of the layer snapshots released."""
         img = self.get(ref_or_id)
         records: list[dict] = []
         refs = img.tags + img.digests
@@ -323,9 +359,12 @@ class ImageStore:
                     if reference.parse(d, default_tag=False).name == ref.name:
                         records.append({"Untagged": self.untag(d)})
             img = self._by_id(img.id)  # type: ignore[assignment]
-            if img.tags or img.digests:
-                return records
+            if img.tags or img.digests or self._has_children(img.id):
+                return records, 0  # still named, or now an intermediate image of its children
         else:
+            if self._has_children(img.id):
+                raise Conflict(f"conflict: unable to delete {img.short_id} (cannot be forced) - image has "
+                               "dependent child images")
             if len(refs) > 1 and not _single_reference(refs) and not force:
                 raise Conflict(f"conflict: unable to delete {img.short_id} (must be forced) - image is "
                                "referenced in multiple repositories")
@@ -337,8 +376,18 @@ class ImageStore:
         if self.in_use(img.id) and not force:
             raise Conflict(f"conflict: unable to delete {img.short_id} (must be forced) - image is being "
                            "used by a container")
-        records.extend(self._delete(img, prune=prune))
-        return records
+        reclaimed = self._delete(img, records)
+        # prune: the untagged parents that are now childless and unused go too (moby stops quietly
+        # at the first one that is named, has other children or is used by a container)
+        parent, seen = img.parent if prune else "", {img.id}
+        while parent and parent not in seen:
+            seen.add(parent)
+            p = self._by_id(parent)
+            if p is None or p.tags or p.digests or self._has_children(p.id) or self.in_use(p.id):
+                break
+            reclaimed += self._delete(p, records)
+            parent = p.parent
+        return records, reclaimed
 
     def _is_id_ref(self, ref_or_id: str, img: Image) -> bool:
         if ref_or_id == img.id:
@@ -351,29 +400,29 @@ class ImageStore:
             return True
         return not self._has_tag(str(ref))
 
-    def _delete(self, img: Image, *, prune: bool) -> list[dict]:
+    def _delete(self, img: Image, records: list[dict]) -> int:
+        """Drop the record and release the image's own layer snapshots (GC is the caller's): append
+        Docker's "Deleted" items (the image, then each layer) to records; return the bytes released."""
+        released = self._delete_record(img)
+        records.append({"Deleted": img.id})
+        records.extend({"Deleted": c} for c, _ in released)
+        return sum(size for _, size in released)
+
+    def _delete_record(self, img: Image) -> list[tuple[str, int]]:
         try:
             chains = oci.chain_ids(self.read_config(img).diff_ids)
         except (NotFound, InvalidArgument, DataCorrupt):
             chains = []
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM images WHERE id=?", (img.id,))
-        records: list[dict] = [{"Deleted": img.id}]
-        if prune:
-            for chain in self._release_snapshots(chains):
-                records.append({"Deleted": chain})
-            try:
-                self.gc()
-            except Exception as e:  # GC failures must not undo a successful delete
-                log.warning("gc after removing %s failed: %s", img.id, e)
-        return records
+        return self._release_snapshots(chains)
 
-    def _release_snapshots(self, chains: list[str]) -> list[str]:
+    def _release_snapshots(self, chains: list[str]) -> list[tuple[str, int]]:
         """Remove the chain's committed snapshots no other image uses, top first."""
         if self.snapshotter is None or not chains:
             return []
         used = self._used_chains()
-        removed: list[str] = []
+        removed: list[tuple[str, int]] = []
         for chain in reversed(chains):
             if chain in used:
                 break
@@ -383,7 +432,8 @@ class ImageStore:
                 continue
             except Conflict:
                 break  # a container or another snapshot sits on it
-            removed.append(chain)
+            row = self.db.query_one("SELECT size FROM image_layers WHERE chain_id=?", (chain,))
+            removed.append((chain, int(row["size"]) if row else 0))
             with self.db.transaction() as conn:
                 conn.execute("DELETE FROM image_layers WHERE chain_id=?", (chain,))
         return removed
@@ -399,21 +449,33 @@ class ImageStore:
 
     # -- sizes, list, inspect, history ------------------------------------------------------
     def record_layer(self, chain_id: str, diff_id: str, size: int) -> None:
-        """Remember a layer's uncompressed size (called by unpack)."""
+        """Remember a layer's uncompressed size (called by unpack, commit and the builder)."""
         with self.db.transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO image_layers(chain_id, diff_id, size) VALUES(?, ?, ?)",
                          (chain_id, diff_id, size))
 
-    def _layer_sizes(self, img: Image) -> list[tuple[str, int]]:
-        """(chain ID, size) per layer: uncompressed size once unpacked, else the blob size."""
+    def _committed_chains(self) -> set[str] | None:
+        """Names of the committed snapshots (None without a snapshotter: every recorded size counts)."""
+        if self.snapshotter is None:
+            return None
+        return {info.key for info in self.snapshotter.walk() if info.kind == "committed"}
+
+    def _layer_sizes(self, img: Image, committed: set[str] | None = None) -> list[tuple[str, int]]:
+        """(chain ID, size) per layer: the uncompressed size once the layer is unpacked (its chain
+        snapshot exists and its size was recorded), else the compressed blob size (as Docker with
+        the containerd store). committed: the committed snapshot names, when the caller has them."""
         try:
             m = self.read_manifest(img)
             cfg = self.read_config(img)
         except (NotFound, InvalidArgument, DataCorrupt):
             return []
+        if committed is None:
+            committed = self._committed_chains()
         out = []
         for chain, layer in zip(oci.chain_ids(cfg.diff_ids), m.layers, strict=False):
-            row = self.db.query_one("SELECT size FROM image_layers WHERE chain_id=?", (chain,))
+            row = None
+            if committed is None or chain in committed:
+                row = self.db.query_one("SELECT size FROM image_layers WHERE chain_id=?", (chain,))
             out.append((chain, int(row["size"]) if row else layer.size))
         return out
 
@@ -422,37 +484,54 @@ class ImageStore:
 
     def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None,
              shared_size: bool = True) -> list[dict]:
-        """Docker's ImageSummary list (newest first); filters: dangling, reference, label."""
+        """Docker's ImageSummary list (newest first), as moby's graphdriver image service lists.
+
+        Untagged images that are the parent of another image (a build's intermediate steps) are
+        hidden unless ``all``; untagged images without names are shown as ``<none>:<none>``.
+        Filters: ``dangling`` (true: untagged images without children; false: named ones),
+        ``reference`` (name globs), ``label`` (``k`` or ``k=v``).
+        """
         filters = filters or {}
+        dangling = _bool_filter(filters, "dangling")
         images = self.all()
-        sizes = {img.id: self._layer_sizes(img) for img in images}
+        parents = {img.parent for img in images if img.parent}
+        committed = self._committed_chains()
+        sizes = {img.id: self._layer_sizes(img, committed) for img in images}
         chain_users: dict[str, int] = {}
         for layers in sizes.values():
             for chain, _ in layers:
                 chain_users[chain] = chain_users.get(chain, 0) + 1
         out = []
         for img in sorted(images, key=lambda i: (-i.created, i.id)):
+            tags, digests = img.repo_tags, img.repo_digests
+            if not tags and not digests:
+                if not all and img.id in parents:
+                    continue  # an intermediate image
+                if dangling is False or filters.get("reference"):
+                    continue
+                tags, digests = ["<none>:<none>"], ["<none>@<none>"]
+            if dangling is True and (img.tags or img.id in parents):
+                continue
             if not self._match(img, filters):
                 continue
             layers = sizes[img.id]
             total = sum(s for _, s in layers)
             shared = sum(s for c, s in layers if chain_users.get(c, 0) > 1)
-            try:
-                labels = self.read_config(img).config.get("Labels") or {}
-            except (NotFound, InvalidArgument, DataCorrupt):
-                labels = {}
             out.append({
-                "Id": img.id, "ParentId": "", "RepoTags": img.repo_tags, "RepoDigests": img.repo_digests,
+                "Id": img.id, "ParentId": img.parent, "RepoTags": tags, "RepoDigests": digests,
                 "Created": int(img.created), "Size": total, "SharedSize": shared if shared_size else -1,
-                "UniqueSize": total - shared, "Labels": labels, "Containers": -1,
+                "UniqueSize": total - shared, "Labels": self._labels(img), "Containers": -1,
             })
         return out
 
+    def _labels(self, img: Image) -> dict:
+        try:
+            return self.read_config(img).config.get("Labels") or {}
+        except (NotFound, InvalidArgument, DataCorrupt):
+            return {}
+
     def _match(self, img: Image, filters: dict[str, list[str]]) -> bool:
-        for value in filters.get("dangling", []):
-            dangling = not img.tags
-            if (value.lower() in ("true", "1")) != dangling:
-                return False
+        """The reference and label filters (dangling is the caller's)."""
         pats = filters.get("reference", [])
         if pats:
             names = img.repo_tags
@@ -466,10 +545,7 @@ class ImageStore:
                 return False
         labels_wanted = filters.get("label", [])
         if labels_wanted:
-            try:
-                labels = self.read_config(img).config.get("Labels") or {}
-            except (NotFound, InvalidArgument, DataCorrupt):
-                labels = {}
+            labels = self._labels(img)
             for lw in labels_wanted:
                 k, eq, v = lw.partition("=")
                 if k not in labels or (eq and labels[k] != v):
@@ -498,7 +574,7 @@ class ImageStore:
             "Id": img.id,
             "RepoTags": img.repo_tags,
             "RepoDigests": img.repo_digests,
-            "Parent": "",
+            "Parent": img.parent,
             "Comment": raw.get("comment") or "",
             "Created": cfg.created or ZERO_TIME,
             "Container": raw.get("container") or "",
@@ -597,27 +673,42 @@ class ImageStore:
 
     # -- prune and gc ----------------------------------------------------------------------
     def prune(self, *, all: bool = False, filters: dict[str, list[str]] | None = None) -> dict:
-        """Remove dangling images (or every image no container uses): Docker's ImagePruneResponse."""
+        """``docker image prune [-a]``: Docker's ImagePruneResponse, as moby's ``ImagesPrune``.
+
+        Dangling mode removes untagged images without children (and, like ``rmi``, their untagged
+        parents that nothing else holds), never the intermediate images of a named image; ``all``
+        also removes named images no container uses (a named parent only loses its names). Images
+        containers use are skipped. Filters: ``label``.
+        """
+        filters = filters or {}
+        label_only = {"label": filters.get("label", [])}
+        images = self.all()
+        parents = {img.parent for img in images if img.parent}
         deleted: list[dict] = []
         reclaimed = 0
-        for summary in self.list(filters=filters):
-            img = self._by_id(summary["Id"])
-            if img is None or self.in_use(img.id):
+        for img in sorted(images, key=lambda i: (-i.created, i.id)):
+            if not img.tags and not img.digests and img.id in parents:
+                continue  # intermediate
+            if not all and (img.tags or img.id in parents):
                 continue
-            if not all and img.tags:
+            if not self._match(img, label_only):
                 continue
-            before = summary["UniqueSize"]
-            try:
-                recs = self.remove(img.id, force=True, prune=False)
-            except (Conflict, NotFound) as e:
-                log.info("prune: skip %s: %s", img.id, e)
+            current = self._by_id(img.id)  # an earlier removal may have pruned it as a parent
+            if current is None or self.in_use(img.id):
                 continue
-            deleted.extend(recs)
-            reclaimed += before
+            targets = (current.tags + current.digests) if (current.tags or current.digests) else [img.id]
+            for target in targets:
+                try:
+                    recs, size = self._remove(target, force=False, prune=True)
+                except (Conflict, NotFound) as e:
+                    log.info("prune: skip %s: %s", target, e)
+                    continue
+                deleted.extend(recs)
+                reclaimed += size
         if deleted:
             res = self.gc()
             deleted.extend({"Deleted": s} for s in getattr(res, "removed_snapshots", [])
-                           if _digest.is_digest(s))
+                           if _digest.is_digest(s) and {"Deleted": s} not in deleted)
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     def gc_roots(self) -> tuple[set[str], set[str]]:
@@ -650,6 +741,24 @@ class ImageStore:
         blobs, snaps = self.gc_roots()
         return _gc.collect(self.content, self.snapshotter, blob_roots=blobs, snapshot_roots=snaps,
                            leases=self.leases)
+
+
+def _bool_filter(filters: dict[str, list[str]], name: str) -> bool | None:
+    """A true/false filter (None when absent); other values are refused, as Docker does."""
+    values = filters.get(name) or []
+    if not values:
+        return None
+    out = set()
+    for v in values:
+        if v.lower() in ("true", "1"):
+            out.add(True)
+        elif v.lower() in ("false", "0"):
+            out.add(False)
+        else:
+            raise InvalidArgument(f"invalid filter '{name}={v}'")
+    if len(out) > 1:
+        raise InvalidArgument(f"invalid filter '{name}': true and false given")
+    return out.pop()
 
 
 def _single_reference(refs: list[str]) -> bool:
