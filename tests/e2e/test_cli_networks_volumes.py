@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 import time
@@ -221,3 +222,29 @@ def test_volumes(volumes, client):
     p = berth(daemon, "volume", "rm", name, check=False)
     assert p.returncode == 1
     berth(daemon, "volume", "rm", "-f", anon, check=False)
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI on this machine")
+def test_same_output_as_docker_cli(daemon, client):
+    """berth and the docker CLI, against the same engine, print the same tables, JSON and errors."""
+    net = uniq("h4cmp")
+    berth(daemon, "network", "create", "--label", "h4=cmp", net)
+    since = f"{time.time() - 1:.3f}"
+    client.containers.run("busybox", ["true"], name=uniq("h4c"), remove=True)
+    until = f"{time.time() + 0.5:.3f}"
+    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "BERTH_HOST")}
+
+    def both(*args: str) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
+        d = subprocess.run(["docker", "-H", daemon.url, *args], capture_output=True, env=env, timeout=60)
+        return berth(daemon, *args, check=False), d
+
+    for args in (("network", "ls"), ("network", "ls", "-q", "--no-trunc"),
+                 ("network", "ls", "--format", "{{json .}}"), ("network", "inspect", net),
+                 ("network", "inspect", "h4-nosuch"), ("history", "busybox"),
+                 ("history", "--no-trunc", "--format", "table {{.ID}}\t{{.CreatedAt}}\t{{.Size}}", "busybox"),
+                 ("events", "--since", since, "--until", until),
+                 ("events", "--since", since, "--until", until, "--format", "{{json .}}"),
+                 ("rmi", "h4-nosuch"), ("network", "connect", "h4-nosuch", "x")):
+        b, d = both(*args)
+        assert (b.returncode, b.stdout, b.stderr.strip()) == (d.returncode, d.stdout, d.stderr.strip()), args
+    berth(daemon, "network", "rm", net)

@@ -87,7 +87,15 @@ class EventRow:
         return "" if v is None and name not in ("Time", "TimeNano") else v
 
     def as_dict(self) -> dict:
-        return self.ev
+        """The message in events.Message's field order (``omitempty`` fields dropped, attributes sorted)."""
+        ev = self.ev
+        out: dict = {k: ev[k] for k in ("status", "id", "from") if ev.get(k)}
+        actor = ev.get("Actor") or {}
+        attrs = actor.get("Attributes") or {}
+        out.update({"Type": ev.get("Type", ""), "Action": ev.get("Action", ""),
+                    "Actor": {"ID": actor.get("ID", ""), "Attributes": {k: attrs[k] for k in sorted(attrs)}}})
+        out.update({k: ev[k] for k in ("scope", "time", "timeNano") if ev.get(k)})
+        return out
 
 
 def run(cli, opts, args) -> int:

@@ -54,7 +54,7 @@ class NetworkRow:
 
     @property
     def IPv4(self) -> str:
-        return _bool(self.n.get("EnableIPv4", True))
+        return _bool(self.n.get("EnableIPv4"))  # absent before API 1.47: docker 28 shows false
 
     @property
     def IPv6(self) -> str:

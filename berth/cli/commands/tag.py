@@ -34,6 +34,6 @@ def _is_id(s: str) -> bool:
 
 def _bad(name: str, e: Exception) -> str:
     msg = str(e)
-    why = "invalid reference format" if msg.startswith("invalid reference format") else msg
+    why = "invalid reference format" if msg == f"invalid reference format: {name!r}" else msg
     return f'Error parsing reference: "{name}" is not a valid repository/tag: {why}'
 
