@@ -29,8 +29,9 @@ def podman(tmp_path, busybox_rootfs_template):
             "--events-backend", "none", "--runtime", rt]
 
     def run(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        # conmon writes an "oom" marker into its working directory: keep it out of the checkout
         p = subprocess.run([*base, *args], capture_output=True, text=True, timeout=timeout,
-                           stdin=subprocess.DEVNULL)
+                           stdin=subprocess.DEVNULL, cwd=short)
         if check and p.returncode != 0:
             raise AssertionError(f"podman {args}: {p.returncode}\n{p.stdout}\n{p.stderr}")
         return p
