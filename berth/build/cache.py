@@ -59,10 +59,13 @@ class BuildCache:
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM build_cache WHERE key=?", (key,))
 
-    def prune(self) -> int:
-        """Forget every entry (the images stay until they are removed); returns how many."""
+    def prune(self, until: float | None = None) -> int:
+        """Forget every entry (or those created before ``until``, unix seconds); the images stay
+        until they are removed. Returns how many."""
         with self.db.transaction() as conn:
-            return conn.execute("DELETE FROM build_cache").rowcount
+            if until is None:
+                return conn.execute("DELETE FROM build_cache").rowcount
+            return conn.execute("DELETE FROM build_cache WHERE created < ?", (until,)).rowcount
 
     def image_ids(self) -> list[str]:
         return [r["image_id"] for r in self.db.query("SELECT DISTINCT image_id FROM build_cache")]
@@ -72,16 +75,20 @@ class BuildCache:
         return int(row["n"]) if row else 0
 
 
-def prune_cache(images: Any, db: Any) -> dict:
-    """``docker builder prune``: forget the cache and remove the step images only it kept (untagged,
-    unused by containers); returns Docker's ``{"CachesDeleted": [...], "SpaceReclaimed": n}``."""
+def prune_cache(images: Any, db: Any, until: float | None = None) -> dict:
+    """``docker builder prune``: forget the cache (the entries older than ``until`` when given) and
+    remove the step images only it kept (untagged, unused by containers, no entry left); returns
+    Docker's ``{"CachesDeleted": [...], "SpaceReclaimed": n}``."""
     from berth.errors import Conflict, NotFound
 
     cache = BuildCache(db)
     ids = cache.image_ids()
-    cache.prune()
+    cache.prune(until)
+    still = set(cache.image_ids()) if until is not None else set()
     deleted: list[str] = []
     for iid in ids:
+        if iid in still:
+            continue
         try:
             img = images.get(iid)
         except NotFound:

@@ -182,14 +182,21 @@ class BuildOps:
     async def prune_build_cache(self, all: bool = False, filters: dict[str, list[str]] | None = None,
                                 keep_storage: int | None = None) -> dict:
         """``docker builder prune``: forget the build cache, remove the step images only it kept."""
+        filters = dict(filters or {})
+        until_vals = filters.pop("until", [])
         if filters:
-            raise InvalidArgument("berth's build cache prune takes no filters (it removes the whole cache): "
+            raise InvalidArgument("berth's build cache prune supports only the until filter: "
                                   f"got {', '.join(sorted(filters))}")
         if keep_storage:
             raise InvalidArgument("berth's build cache prune does not support --keep-storage")
+        until = None
+        if until_vals:
+            if len(until_vals) > 1:
+                raise InvalidArgument("filters expect only one value for until")
+            until = until_time(until_vals[0])
         from berth.build.cache import prune_cache
 
-        out = await asyncio.to_thread(prune_cache, self.images, self.db)
+        out = await asyncio.to_thread(prune_cache, self.images, self.db, until)
         for iid in out.get("CachesDeleted") or []:
             self.bus.emit("image", "delete", iid, {})
         self.bus.emit("builder", "prune", "", {"reclaimed": str(out.get("SpaceReclaimed", 0))})
@@ -306,6 +313,37 @@ class BuildOps:
         body = body or {}
         return await asyncio.to_thread(registry_login, str(body.get("serveraddress") or ""),
                                        str(body.get("username") or ""), str(body.get("password") or ""))
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def until_time(value: str, now: float | None = None) -> float:
+    """A prune ``until`` value as unix seconds: a Go duration before now ("24h", "1h30m"), a unix
+    timestamp ("1700000000.5") or an RFC 3339 date/time (moby's filters.GetTimestamp)."""
+    import re
+    import time as _time
+
+    now = _time.time() if now is None else now
+    v = value.strip()
+    if re.fullmatch(r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+", v):
+        parts = re.findall(r"(\d+(\.\d+)?)(ns|us|µs|ms|s|m|h)", v)
+        secs = sum(float(n) * _DURATION_UNITS[u] for n, _, u in parts)
+        return now - secs
+    try:
+        return float(v)
+    except ValueError:
+        pass
+    from datetime import UTC, datetime
+
+    try:
+        dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(f"invalid until value {value!r}: use a duration (24h), a unix time or "
+                              "an RFC 3339 date") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
 
 
 def _volume_names(host: dict) -> list[str]:

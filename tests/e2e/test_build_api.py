@@ -359,7 +359,14 @@ def test_system_df_and_builder_prune(daemon, tmp_path):
     assert _run(c, "dfimg:1", ["cat", "/r"]).strip()
     r = _berth(daemon, "build", "-t", "dfimg:1", ctx)
     assert r.returncode == 0 and "Using cache" not in r.stdout.decode()
+    # until: only entries older than that go (none here: the rebuild's are seconds old)
+    before = len(c.df()["BuildCache"])
     st, body = _raw(daemon, "POST", "/build/prune?filters=" + '{"until":["1h"]}')
+    assert st == 200 and json.loads(body)["CachesDeleted"] is None
+    assert len(c.df()["BuildCache"]) == before > 0
+    r = _berth(daemon, "builder", "prune", "-f", "--filter", "until=0s")
+    assert r.returncode == 0 and len(r.stdout.decode().splitlines()) == before + 2
+    st, body = _raw(daemon, "POST", "/build/prune?filters=" + '{"type":["regular"]}')
     assert st == 400
     st, body = _raw(daemon, "GET", "/system/df?type=build-cache")
     assert st == 200 and set(json.loads(body)) == {"BuildCache"}

@@ -213,6 +213,18 @@ def test_tar_tail_completes_a_tar_cut_after_the_last_data():
         assert tf.extractfile("f").read() == b"hello"
 
 
+def test_until_time():
+    from berth.engine.build_ops import until_time
+
+    assert until_time("24h", now=100000.0) == 100000.0 - 86400
+    assert until_time("1h30m", now=10000.0) == 10000.0 - 5400
+    assert until_time("1500ms", now=10.0) == 8.5
+    assert until_time("1700000000") == 1700000000.0
+    assert until_time("2024-01-01T00:00:00Z") == 1704067200.0
+    with pytest.raises(InvalidArgument):
+        until_time("yesterday")
+
+
 def test_registry_base():
     assert _registry_base("") == ["https://registry-1.docker.io"]
     assert _registry_base("https://index.docker.io/v1/") == ["https://registry-1.docker.io"]
@@ -259,3 +271,19 @@ def test_step_timer_marks_step_ends_only():
     assert t("some RUN output\n") == "some RUN output\n"
     assert t(" ---> 0123456789ab\n") == " ---> 0123456789ab  0.25s\n"
     assert t(" ---> Removed intermediate container 0123456789ab\n").endswith("ab\n")
+
+
+def test_cache_prune_until(tmp_path):
+    from berth.build.cache import BuildCache
+    from berth.metadata.db import Database
+
+    db = Database(str(tmp_path / "m.db"))
+    c = BuildCache(db)
+    c.put("k-old", "sha256:old")
+    c.put("k-new", "sha256:new")
+    with db.transaction() as conn:
+        conn.execute("UPDATE build_cache SET created=? WHERE key=?", (1000.0, "k-old"))
+    assert c.prune(until=2000.0) == 1
+    assert c.get("k-old") is None and c.get("k-new") == "sha256:new"
+    assert c.prune() == 1 and len(c) == 0
+    db.close()
