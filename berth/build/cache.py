@@ -86,20 +86,29 @@ def prune_cache(images: Any, db: Any, until: float | None = None) -> dict:
     cache.prune(until)
     still = set(cache.image_ids()) if until is not None else set()
     deleted: list[str] = []
-    for iid in ids:
-        if iid in still:
-            continue
-        try:
-            img = images.get(iid)
-        except NotFound:
-            continue
-        if img.tags or img.digests or images.in_use(iid):
-            continue
-        try:
-            images.remove(iid, prune=False)
-        except (Conflict, NotFound):
-            continue
-        deleted.append(iid)
+    left = [iid for iid in ids if iid not in still]
+    progress = True
+    while left and progress:  # leaves first: a step image with children (the next step) waits for them
+        progress = False
+        for iid in list(left):
+            try:
+                img = images.get(iid)
+            except NotFound:
+                left.remove(iid)
+                continue
+            if img.tags or img.digests or images.in_use(iid):
+                left.remove(iid)
+                continue
+            if images.children(iid):
+                continue
+            try:
+                images.remove(iid, prune=False)
+            except (Conflict, NotFound):
+                left.remove(iid)
+                continue
+            left.remove(iid)
+            deleted.append(iid)
+            progress = True
     reclaimed = 0
     if deleted:
         res = images.gc()

@@ -217,7 +217,7 @@ class BuildOps:
             for c in self.containers.all():
                 users[c.image_id] = users.get(c.image_id, 0) + 1
             listed = []
-            for s in self.images.list(all=True):
+            for s in self.images.list():  # as Docker: intermediate images (with children) hidden
                 if s["Id"] in cache_only:
                     continue
                 listed.append({**s, "Containers": users.get(s["Id"], 0)})
