@@ -9,7 +9,7 @@ FLAGS = [
     Flag(("-v", "--verbose"), "verbose", bool, help="Show detailed information on space usage"),
 ]
 USAGE = "[OPTIONS]"
-SUMMARY = "Show docker disk usage"
+SUMMARY = "Show berth disk usage"
 MAX_ARGS = 0
 
 DEFAULT_FORMAT = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
