@@ -1,8 +1,11 @@
 """Benchmark: berth layer apply vs ``tar -xf`` and berth layer diff vs ``tar -cf``.
 
 Apply: a generated layer (5k files, ~200 MB of mixed sizes) into a fresh tmp dir.
-Diff: an upper dir of 10k files into a tar file. Runs alternate; medians and ratios are printed
-(ratio = tar time / berth time, so >= 1.0 means berth is at least as fast).
+Diff: an upper dir of 10k files into a tar file, uncompressed, gzip and (when the zstd binary is
+there) zstd, each against GNU tar with the same compression. Runs alternate; medians and ratios are
+printed (ratio = tar time / berth time, so >= 1.0 means berth is at least as fast). The machine's
+other load matters: berth overlaps hashing and writing with the walk on a second core, tar is
+single-threaded, so a busy second core lowers berth's ratio; compare runs on an idle machine.
 
     .venv/bin/python bench/storage/apply_diff.py [--rounds 5] [--files 5000] [--mb 200] [--dir /dev/shm]
 """
@@ -77,13 +80,16 @@ def bench_apply(work: str, rounds: int, files: int, mb: int) -> None:
 def bench_diff(work: str, rounds: int) -> None:
     upper = os.path.join(work, "upper")
     make_tree(upper, 10_000, 60 << 20, 2)
-    for comp, flag in ((None, "-cf"), ("gzip", "-czf")):
+    modes: list[tuple[str | None, list[str]]] = [(None, ["-cf"]), ("gzip", ["-czf"])]
+    if shutil.which("zstd"):
+        modes.append(("zstd", ["--zstd", "-cf"]))
+    for comp, flag in modes:
         tar_t, berth_t = [], []
         for r in range(rounds):
             for which in (("tar", "berth") if r % 2 == 0 else ("berth", "tar")):
                 out = os.path.join(work, f"out-{which}.tar")
                 if which == "tar":
-                    cmd = ["tar", flag, out, "-C", upper, "."]
+                    cmd = ["tar", *flag, out, "-C", upper, "."]
                     tar_t.append(timed(lambda c=cmd: subprocess.run(c, check=True)))
                 else:
                     def run(o=out, c=comp) -> None:
@@ -91,7 +97,7 @@ def bench_diff(work: str, rounds: int) -> None:
                             write_diff(upper, f, whiteout_mode="overlay", compression=c)
                     berth_t.append(timed(run))
                 os.unlink(out)
-        report(f"diff 10000 files, 60 MB, {comp or 'uncompressed'} (tar {flag})", tar_t, berth_t)
+        report(f"diff 10000 files, 60 MB, {comp or 'uncompressed'} (tar {' '.join(flag)})", tar_t, berth_t)
 
 
 def report(what: str, tar_t: list[float], berth_t: list[float]) -> None:
