@@ -597,7 +597,8 @@ class ImageStore:
         return out
 
     def history(self, ref_or_id: str) -> list[dict]:
-        """Docker's history items, newest first; the top one carries the ID and tags."""
+        """Docker's history items, newest first; the top one carries the image's ID and tags, the
+        ones below it those of its parent, grandparent ... while the chain lasts."""
         img = self.get(ref_or_id)
         cfg = self.read_config(img)
         sizes = [s for _, s in self._layer_sizes(img)]
@@ -612,9 +613,17 @@ class ImageStore:
             items.insert(0, {"Id": "<missing>", "Created": int(parse_time(str(h.get("created") or ""))),
                              "CreatedBy": h.get("created_by") or "", "Tags": None, "Size": size,
                              "Comment": h.get("comment") or ""})
-        if items:
-            items[0]["Id"] = img.id
-            items[0]["Tags"] = img.repo_tags or None
+        # IDs and tags down the parent chain, one entry per image (moby's ImageHistory): a build's
+        # steps that still exist show their IDs, the base image's own entries stay "<missing>"
+        cur: Image | None = img
+        seen: set[str] = set()
+        for item in items:
+            if cur is None or cur.id in seen:
+                break
+            seen.add(cur.id)
+            item["Id"] = cur.id
+            item["Tags"] = cur.repo_tags or None
+            cur = self._by_id(cur.parent) if cur.parent else None
         return items
 
     # -- unpack state ----------------------------------------------------------------------

@@ -70,6 +70,9 @@ def test_commit_chain_parents_listing_and_rmi(daemon, client, busybox):
     two = commit_after(client, one.id, "echo two > /two", repository="h7chain", tag="1")
     assert client.api.inspect_image(two.id)["Parent"] == one.id
     assert client.api.inspect_image(one.id)["Parent"] == busybox
+    hist = client.api.history("h7chain:1")
+    assert [h["Id"] for h in hist[:3]] == [two.id, one.id, busybox]
+    assert [h["Tags"] for h in hist[:3]] == [["h7chain:1"], None, ["busybox:latest"]]
     assert one.id not in ids(client.api.images())
     assert two.id in ids(client.api.images()) and busybox in ids(client.api.images())
     everything = {i["Id"]: i for i in client.api.images(all=True)}

@@ -228,3 +228,15 @@ def test_rmi_deletes_layers_of_each_pruned_parent(tmp_path):
     assert {"Deleted": chains[0]} in res["ImagesDeleted"] and res["SpaceReclaimed"] > 0
     assert list(snap.walk()) == []
     db.close()
+
+
+def test_history_names_the_parent_chain(env):
+    """One history entry per step image, as a build makes them: IDs and tags walk the parents."""
+    store, content, _ = env
+    base, s1, s2, app = _build(store, content)
+    hist = store.history("app:1")
+    # app: 3 layer entries + 1 empty one; its parents s2, s1, base take the entries below it
+    assert [h["Id"] for h in hist] == [app.id, s2.id, s1.id, base.id]
+    assert [h["Tags"] for h in hist] == [["app:1"], None, None, ["base:1"]]
+    assert [h["CreatedBy"] for h in hist][:2] == ["COPY app", "step 2"]
+    assert store.history(base.id)[0]["Id"] == base.id and store.history(base.id)[1]["Id"] == "<missing>"
