@@ -186,11 +186,15 @@ class _TarWriter:
     def open_file(self, name: bytes, dfd: int) -> int:
         try:
             return os.open(name, self.file_flags, dir_fd=dfd)
-        except PermissionError:
-            if not self.file_flags & os.O_NOATIME:
-                raise
-            self.file_flags &= ~os.O_NOATIME
-            return os.open(name, self.file_flags, dir_fd=dfd)
+        except PermissionError as e:
+            return self.refused(name, dfd, e)
+
+    def refused(self, name: bytes, dfd: int, err: PermissionError) -> int:
+        """After EPERM: retry without O_NOATIME (and keep it off), or re-raise."""
+        if not self.file_flags & os.O_NOATIME:
+            raise err
+        self.file_flags &= ~os.O_NOATIME
+        return os.open(name, self.file_flags, dir_fd=dfd)
 
     def _mtime(self, st: os.stat_result) -> int:
         m = st.st_mtime_ns // 1_000_000_000
@@ -342,8 +346,8 @@ def _walk_tree(w: _TarWriter, dfd: int, rel: bytes, overlay: bool) -> None:
         if reg:  # d_type says regular: open, then stat the fd (one path lookup, not two)
             try:
                 fd = openf(name, w.file_flags, dir_fd=dfd)
-            except PermissionError:
-                fd = w.open_file(name, dfd)
+            except PermissionError as e:
+                fd = w.refused(name, dfd, e)
             except OSError as e:
                 if e.errno != errno.ELOOP:  # ELOOP: replaced by a symlink since the listing
                     raise

@@ -355,3 +355,48 @@ def test_a_file_that_shrinks_is_a_conflict(tmp_path, monkeypatch):
     monkeypatch.setattr(d.os, "fstat", lying_fstat)
     with pytest.raises(Conflict, match="shrank"):
         diff_bytes(src, whiteout_mode="delete")
+
+
+def test_entries_changed_since_the_listing_are_archived_as_they_are(tmp_path, monkeypatch):
+    """The listing said "regular file" but the name is now a symlink, a fifo or a directory: the
+    open either fails (symlink: O_NOFOLLOW) or the fd is not a regular file; nothing blocks or
+    is followed, and the entry is archived as what it is now."""
+    from berth.archive import diff as d
+    src = tmp_path / "src"
+    src.mkdir()
+    os.symlink("/etc/passwd", src / "link")
+    os.mkfifo(src / "fifo")
+    (src / "dir").mkdir()
+    (src / "dir/f").write_bytes(b"f")
+    (src / "file").write_bytes(b"data")
+    real_entries = d._entries
+    monkeypatch.setattr(d, "_entries", lambda dfd: [(n, True) for n, _ in real_entries(dfd)])
+    blob, _ = diff_bytes(src, whiteout_mode="delete")
+    with tarfile.open(fileobj=io.BytesIO(blob)) as t:
+        got = {m.name: (m.type, m.linkname, m.size) for m in t}
+    assert got == {"dir": (tarfile.DIRTYPE, "", 0), "dir/f": (tarfile.REGTYPE, "", 1),
+                   "fifo": (tarfile.FIFOTYPE, "", 0), "file": (tarfile.REGTYPE, "", 4),
+                   "link": (tarfile.SYMTYPE, "/etc/passwd", 0)}
+
+
+def test_without_o_noatime_permission_the_diff_still_reads(tmp_path, monkeypatch):
+    """O_NOATIME needs ownership or CAP_FOWNER (EPERM otherwise, e.g. rootless): dropped, once."""
+    from berth.archive import diff as d
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / f"f{i}").write_bytes(b"x" * i)
+    (src / "big").write_bytes(b"b" * (d._SMALL + 5))
+    want, _ = diff_bytes(src, whiteout_mode="delete")
+    real_open = os.open
+    refused = []
+
+    def no_noatime(path, flags, *a, **kw):
+        if flags & os.O_NOATIME:
+            refused.append(path)
+            raise PermissionError(1, "Operation not permitted")
+        return real_open(path, flags, *a, **kw)
+
+    monkeypatch.setattr(d.os, "open", no_noatime)
+    got, _ = diff_bytes(src, whiteout_mode="delete")
+    assert got == want and len(refused) == 1
