@@ -66,9 +66,23 @@ class ImageOps:
         return self.images.history(name)
 
     def prune_images(self, filters: dict[str, list[str]] | None = None) -> dict:
+        """``docker image prune``: filters dangling (default true; false = also unused named images),
+        label, label!, until (one value), as moby's ImagesPrune."""
+        from berth.engine.build_ops import until_time
+
         filters = dict(filters or {})
-        dangling = (filters.pop("dangling", None) or ["true"])[0].lower() in ("true", "1")
-        out = self.images.prune(all=not dangling, filters=filters)
+        unknown = sorted(set(filters) - {"dangling", "label", "label!", "until"})
+        if unknown:
+            raise InvalidArgument(f"invalid filter '{unknown[0]}'")
+        values = filters.pop("dangling", None) or ["true"]
+        if values[0].lower() not in ("true", "1", "false", "0"):
+            raise InvalidArgument(f"invalid filter 'dangling={values[0]}'")
+        dangling = values[0].lower() in ("true", "1")
+        until_vals = filters.pop("until", [])
+        if len(until_vals) > 1:
+            raise InvalidArgument("filters expect only one value for until")
+        until = until_time(until_vals[0]) if until_vals else None
+        out = self.images.prune(all=not dangling, filters=filters, until=until)
         for it in out.get("ImagesDeleted") or []:
             if "Deleted" in it:
                 self.bus.emit("image", "delete", it["Deleted"], {})

@@ -681,16 +681,19 @@ class ImageStore:
         return removed
 
     # -- prune and gc ----------------------------------------------------------------------
-    def prune(self, *, all: bool = False, filters: dict[str, list[str]] | None = None) -> dict:
+    def prune(self, *, all: bool = False, filters: dict[str, list[str]] | None = None,
+              until: float | None = None) -> dict:
         """``docker image prune [-a]``: Docker's ImagePruneResponse, as moby's ``ImagesPrune``.
 
         Dangling mode removes untagged images without children (and, like ``rmi``, their untagged
         parents that nothing else holds), never the intermediate images of a named image; ``all``
         also removes named images no container uses (a named parent only loses its names). Images
-        containers use are skipped. Filters: ``label``.
+        containers use are skipped. Filters: ``label`` (``k``, ``k=v``), ``label!`` (images without
+        that label); ``until``: only images created before that unix time.
         """
         filters = filters or {}
         label_only = {"label": filters.get("label", [])}
+        not_labels = filters.get("label!", [])
         images = self.all()
         parents = {img.parent for img in images if img.parent}
         deleted: list[dict] = []
@@ -701,6 +704,10 @@ class ImageStore:
             if not all and (img.tags or img.id in parents):
                 continue
             if not self._match(img, label_only):
+                continue
+            if not_labels and any(self._match(img, {"label": [lbl]}) for lbl in not_labels):
+                continue
+            if until is not None and img.created >= until:
                 continue
             current = self._by_id(img.id)  # an earlier removal may have pruned it as a parent
             if current is None or self.in_use(img.id):

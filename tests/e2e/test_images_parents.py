@@ -105,6 +105,9 @@ def test_prune_keeps_intermediate_images(daemon, client, busybox):
     top = commit_after(client, base.id, "echo top > /top", repository="h7keep", tag="1")
     loose = commit_after(client, "busybox", "echo loose > /loose")                 # dangling
     assert loose.id in ids(client.api.images(filters={"dangling": True}))
+    assert client.api.prune_images(filters={"until": "1h"})["ImagesDeleted"] is None  # all newer
+    with pytest.raises(docker.errors.APIError, match="invalid filter 'bogus'"):
+        client.api.prune_images(filters={"bogus": "1"})
     res = client.api.prune_images()
     deleted = [i.get("Deleted") for i in res["ImagesDeleted"] or []]
     assert loose.id in deleted and base.id not in deleted and top.id not in deleted

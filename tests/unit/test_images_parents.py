@@ -240,3 +240,20 @@ def test_history_names_the_parent_chain(env):
     assert [h["Tags"] for h in hist] == [["app:1"], None, None, ["base:1"]]
     assert [h["CreatedBy"] for h in hist][:2] == ["COPY app", "step 2"]
     assert store.history(base.id)[0]["Id"] == base.id and store.history(base.id)[1]["Id"] == "<missing>"
+
+
+def test_prune_until_and_label_not(env):
+    store, content, _ = env
+    layer = put_layer(content, {"x": b"x"})
+
+    def labelled(created: str, labels: dict | None) -> oci.Descriptor:
+        cfg = {"architecture": oci.host_platform().architecture, "os": "linux", "created": created,
+               "config": {"Labels": labels}}
+        return put_image(content, [layer], cfg)
+
+    old = store.add(labelled("2020-01-01T00:00:00Z", None))
+    new = store.add(labelled("2025-01-01T00:00:00Z", None))
+    keep = store.add(labelled("2019-01-01T00:00:00Z", {"keep": "1"}))
+    res = store.prune(until=1_600_000_000.0, filters={"label!": ["keep"]})  # 2020-09-13
+    assert res["ImagesDeleted"] == [{"Deleted": old.id}]
+    assert store.exists(new.id) and store.exists(keep.id)
