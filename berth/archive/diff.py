@@ -35,6 +35,7 @@ _SMALL = 256 << 10        # files up to this size are read whole, in one read, a
 _ZEROS = bytes(512)
 _REG_TAIL = tf.REG + bytes(100) + b"ustar\x0000" + bytes(64 + 16 + 167)  # type .. end of block
 _REG_SUM = sum(_REG_TAIL) + 8 * 0x20  # the checksum field counts as spaces
+_PADS = [bytes(n) for n in range(512)]
 _FS_ENC = sys.getfilesystemencoding()
 _FS_ERR = sys.getfilesystemencodeerrors()
 _S_IFMT = 0o170000
@@ -320,6 +321,15 @@ def _entries(dfd: int) -> list[tuple[bytes, bool]]:
     return out
 
 
+def _read_rest(fd: int, mv: memoryview, o: int, end: int, path: bytes) -> None:
+    """After a short first read: read on until end, or fail if the file shrank."""
+    while o < end:
+        got = os.readv(fd, (mv[o:end],))
+        if not got:
+            raise Conflict(f"file {path.decode(errors='replace')!r} shrank while it was being archived")
+        o += got
+
+
 def _id_fields(mode: int, uid: int, gid: int) -> tuple[bytes, int]:
     """The ustar mode/uid/gid fields and their byte sum (-1: ids too large for ustar)."""
     if uid > _MAX8 or gid > _MAX8:
@@ -340,6 +350,8 @@ def _walk_tree(w: _TarWriter, dfd: int, rel: bytes, overlay: bool) -> None:
     openf = os.open
     sde = w.sde
     ids = w.ids
+    pads = _PADS
+    last_mtime, mfield, msum = -1, b"", 0
     for name, reg in _entries(dfd):
         path = rel + name
         fd = -1
@@ -353,64 +365,70 @@ def _walk_tree(w: _TarWriter, dfd: int, rel: bytes, overlay: bool) -> None:
                     raise
             if fd >= 0:
                 st = fstat(fd)
-                if st.st_mode & _S_IFMT != _S_IFREG:  # replaced since the listing: not ours to read
+                mode = st.st_mode
+                size = st.st_size
+                if mode & _S_IFMT != _S_IFREG:  # replaced since the listing: not ours to read
                     close(fd)
                     fd = -1
+                elif size <= _SMALL and st.st_nlink == 1:
+                    try:
+                        xattrs = _file_xattrs(fd, path, overlay) if listxattr(fd) else None
+                        mtime = st[8]  # whole seconds (st_mtime_ns // 10**9)
+                        if sde is not None and mtime > sde:
+                            mtime = sde
+                        key = (mode, st.st_uid, st.st_gid)
+                        idf = ids.get(key)
+                        if idf is None:
+                            idf = ids[key] = _id_fields(*key)
+                        if (xattrs or idf[1] < 0 or len(path) > 100 or mtime < 0 or mtime > _MAX12
+                                or not path.isascii()):
+                            hdr = tf.build_header(path, tf.REG, mode=mode, uid=st.st_uid, gid=st.st_gid,
+                                                  size=size, mtime=mtime, xattrs=xattrs)
+                        else:
+                            if mtime != last_mtime:
+                                last_mtime, mfield = mtime, b"%011o\0" % mtime
+                                msum = sum(mfield)
+                            sfield = b"%011o\0" % size
+                            hdr = b"".join((path.ljust(100, b"\0"), idf[0], sfield, mfield, b"%06o\0 " % (
+                                sum(path) + idf[1] + sum(sfield) + msum + _REG_SUM), _REG_TAIL))
+                        hlen = len(hdr)
+                        pad = -size % 512
+                        off = w.off
+                        o = off + hlen
+                        end = o + size
+                        if end + pad > _BUF:
+                            w.flush()
+                            if hlen + size + pad > _BUF:  # only with a huge PAX header
+                                w.put(hdr)
+                                w.data(fd, size, path)
+                                continue
+                            off, o, end = 0, hlen, hlen + size
+                        mv = w.mv
+                        mv[off:o] = hdr
+                        if size:
+                            got = readv(fd, (mv[o:end],))
+                            if got != size:
+                                _read_rest(fd, mv, o + got, end, path)
+                        if pad:
+                            mv[end:end + pad] = pads[pad]
+                        w.off = end + pad
+                    finally:
+                        close(fd)
+                    continue
         if fd < 0:
             st = lstat(name, dir_fd=dfd, follow_symlinks=False)
             if st.st_mode & _S_IFMT == _S_IFREG:
                 fd = w.open_file(name, dfd)
         mode = st.st_mode
         fmt = mode & _S_IFMT
-        size = st.st_size
-        if fd >= 0 and (size > _SMALL or st.st_nlink != 1):
+        if fd >= 0:
             try:
-                w.node(dfd, name, path, st, fd)
-            finally:
-                close(fd)
-        elif fd >= 0:
-            try:
-                xattrs = _file_xattrs(fd, path, overlay) if listxattr(fd) else None
-                mtime = st[8]  # whole seconds (st_mtime_ns // 10**9)
-                if sde is not None and mtime > sde:
-                    mtime = sde
-                key = (mode, st.st_uid, st.st_gid)
-                idf = ids.get(key)
-                if idf is None:
-                    idf = ids[key] = _id_fields(*key)
-                if (xattrs or idf[1] < 0 or len(path) > 100 or mtime < 0 or mtime > _MAX12
-                        or not path.isascii()):
-                    hdr = tf.build_header(path, tf.REG, mode=mode, uid=st.st_uid, gid=st.st_gid, size=size,
-                                          mtime=mtime, xattrs=xattrs)
-                else:
-                    sm = b"%011o\0%011o\0" % (size, mtime)
-                    hdr = b"".join((path.ljust(100, b"\0"), idf[0], sm,
-                                    b"%06o\0 " % (sum(path) + idf[1] + sum(sm) + _REG_SUM), _REG_TAIL))
-                hlen = len(hdr)
-                pad = -size % 512
-                off = w.off
-                if off + hlen + size + pad > _BUF:
-                    w.flush()
-                    off = 0
-                    if hlen + size + pad > _BUF:  # only with a huge PAX header
-                        w.put(hdr)
-                        w.data(fd, size, path)
-                        continue
-                mv = w.mv
-                o = off + hlen
-                mv[off:o] = hdr
-                if size:
-                    end = o + size
-                    while o < end:
-                        got = readv(fd, (mv[o:end],))
-                        if not got:
-                            raise Conflict(f"file {path.decode(errors='replace')!r} shrank while it was "
-                                           "being archived")
-                        o += got
-                    if pad:
-                        mv[o:o + pad] = _ZEROS[:pad]
-                        o += pad
-                w.off = o
+                if st.st_size > _SMALL or st.st_nlink != 1:
+                    w.node(dfd, name, path, st, fd)
+                else:  # a small file on a filesystem without d_type
+                    xattrs = _file_xattrs(fd, path, overlay)
+                    w.header(path, tf.REG, st, size=st.st_size, xattrs=xattrs)
+                    w.data(fd, st.st_size, path)
             finally:
                 close(fd)
         elif fmt == _S_IFDIR:

@@ -400,3 +400,24 @@ def test_without_o_noatime_permission_the_diff_still_reads(tmp_path, monkeypatch
     monkeypatch.setattr(d.os, "open", no_noatime)
     got, _ = diff_bytes(src, whiteout_mode="delete")
     assert got == want and len(refused) == 1
+
+
+def test_listing_without_d_type_and_short_reads_give_the_same_bytes(tmp_path, monkeypatch):
+    """Filesystems without d_type (every entry stat'ed by name) and reads that return less than
+    asked produce exactly the same archive."""
+    from berth.archive import diff as d
+    src = tmp_path / "src"
+    src.mkdir()
+    _edge_tree(src)
+    want, _ = diff_bytes(src, whiteout_mode="delete")
+    real_entries, real_readv = d._entries, os.readv
+    monkeypatch.setattr(d, "_entries", lambda dfd: [(n, False) for n, _ in real_entries(dfd)])
+    assert diff_bytes(src, whiteout_mode="delete")[0] == want
+    monkeypatch.setattr(d, "_entries", real_entries)
+
+    def short_readv(fd, bufs):  # at most 1000 bytes per call
+        view = bufs[0]
+        return real_readv(fd, (view[:1000],))
+
+    monkeypatch.setattr(d.os, "readv", short_readv)
+    assert diff_bytes(src, whiteout_mode="delete")[0] == want
