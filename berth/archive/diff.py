@@ -30,7 +30,7 @@ _UNSUPPORTED_OVERLAY = ("trusted.overlay.redirect", "trusted.overlay.metacopy")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _BUF = 1 << 20            # output buffer size; the sink hashes/compresses/writes whole buffers
-_NBUF = 4                 # buffers in flight between the walker and the sink thread
+_NBUF = 16                # at most this many buffers (made only when the writer falls behind)
 _SMALL = 256 << 10        # files up to this size are read whole, in one read, after their header
 _ZEROS = bytes(512)
 _REG_TAIL = tf.REG + bytes(100) + b"ustar\x0000" + bytes(64 + 16 + 167)  # type .. end of block
@@ -62,7 +62,10 @@ class _Sink:
 
     The walker fills fixed buffers from a small pool (no per-chunk allocation, so no page faults
     of fresh memory) and submits them; the worker hands each buffer back once ``out.write`` returned,
-    so out must not keep a reference to the data it is given (file objects do not).
+    so out must not keep a reference to the data it is given (file objects do not). The pool is
+    a stack (the buffer reused next is the one freed last, still in cache) that grows, up to
+    ``_NBUF``, only while the worker is behind: the walker then goes on instead of waiting for the
+    worker to win the GIL back (which it rarely does quickly against a thread in syscalls).
     """
 
     def __init__(self, out: BinaryIO, compression: str | None, threaded: bool = True) -> None:
@@ -75,9 +78,11 @@ class _Sink:
         self.size = 0
         self.csize = 0
         self._err: BaseException | None = None
-        self._free: queue.SimpleQueue = queue.SimpleQueue()
-        for _ in range(_NBUF if threaded else 1):
-            self._free.put(bytearray(_BUF))
+        self._pool: list[bytearray] = []      # free buffers, the warmest last
+        self._made = 0
+        self._max = _NBUF if threaded else 1
+        self._waiting = False                  # the walker waits on _freed for a buffer
+        self._freed: queue.SimpleQueue = queue.SimpleQueue()
         self._q: queue.SimpleQueue | None = None
         self._thread: threading.Thread | None = None
         if threaded:
@@ -86,10 +91,33 @@ class _Sink:
             self._thread.start()
 
     def buffer(self) -> bytearray:
-        """A free output buffer (waits while all are in flight)."""
+        """A free output buffer: a pooled one, a new one, or (all in flight) the next one freed."""
         if self._err is not None:
             raise self._err
-        return self._free.get()
+        pool = self._pool
+        if pool:
+            return pool.pop()
+        if self._made < self._max:
+            self._made += 1
+            return bytearray(_BUF)
+        self._waiting = True
+        while True:
+            if pool:  # freed while we were deciding to wait
+                self._waiting = False
+                return pool.pop()
+            try:
+                return self._freed.get(timeout=0.05)
+            except queue.Empty:
+                if self._err is not None:
+                    raise self._err from None
+
+    def _give(self, buf: bytearray) -> None:
+        """Return a buffer: to the waiting walker, else to the pool."""
+        if self._waiting:
+            self._waiting = False
+            self._freed.put(buf)
+        else:
+            self._pool.append(buf)
 
     def _process(self, data) -> None:
         if data:
@@ -117,19 +145,19 @@ class _Sink:
                         self._process(mv[:n])
                 except BaseException as e:  # reported to the producer
                     self._err = e
-            self._free.put(buf)
+            self._give(buf)
 
     def submit(self, buf: bytearray, n: int) -> None:
         """Hash, compress and write buf[:n]; buf goes back to the pool afterwards."""
         if self._err is not None:
-            self._free.put(buf)
+            self._give(buf)
             raise self._err
         if self._q is None:
             try:
                 with memoryview(buf) as mv:
                     self._process(mv[:n])
             finally:
-                self._free.put(buf)
+                self._give(buf)
         else:
             self._q.put((buf, n))
 

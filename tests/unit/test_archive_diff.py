@@ -421,3 +421,34 @@ def test_listing_without_d_type_and_short_reads_give_the_same_bytes(tmp_path, mo
 
     monkeypatch.setattr(d.os, "readv", short_readv)
     assert diff_bytes(src, whiteout_mode="delete")[0] == want
+
+
+def test_a_slow_output_makes_the_walker_wait_for_buffers(tmp_path, monkeypatch):
+    """With every buffer in flight the walker waits for the next one freed; bytes stay the same."""
+    import time
+
+    from berth.archive import diff as d
+    src = tmp_path / "src"
+    src.mkdir()
+    _edge_tree(src)
+    want, _ = diff_bytes(src, whiteout_mode="delete")
+    monkeypatch.setattr(d, "_BUF", 4096)
+    monkeypatch.setattr(d, "_NBUF", 2)
+    made = []
+    real_init = d._Sink.__init__
+
+    def init(self, *a, **kw):
+        real_init(self, *a, **kw)
+        made.append(self)
+
+    monkeypatch.setattr(d._Sink, "__init__", init)
+
+    class Slow(io.BytesIO):
+        def write(self, data) -> int:
+            time.sleep(0.0005)
+            return super().write(data)
+
+    out = Slow()
+    write_diff(str(src), out, whiteout_mode="delete", compression=None)
+    assert out.getvalue() == want
+    assert made[0]._made == 2 and len(made[0]._pool) + made[0]._freed.qsize() == 2
