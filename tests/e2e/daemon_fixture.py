@@ -13,13 +13,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 class Daemon:
-    def __init__(self, base: str, *, runtime: str = "berth") -> None:
+    def __init__(self, base: str, *, runtime: str = "berth", extra_args: list[str] | None = None) -> None:
         self.tag = uuid.uuid4().hex[:8]
         self.base = base
         self.sock = os.path.join(base, "berth.sock")
         self.data = os.path.join(base, "data")
         self.exec_root = os.path.join(base, "exec")
         self.runtime = runtime
+        self.extra_args = list(extra_args or [])  # e.g. more -H listeners and TLS flags
         self.cgroup_parent = f"berth-test-{self.tag}"
         self.bridge = f"bd{self.tag}"
         self.table = f"berth_d{self.tag}"
@@ -35,7 +36,8 @@ class Daemon:
                 "from berth.engine.daemon import main; sys.exit(main())")
         return [sys.executable, "-c", code, "--data-root", self.data, "--exec-root", self.exec_root,
                 "-H", self.url, "--runtime", self.runtime, "--runtime-root", os.path.join(self.base, "rt"),
-                "--cgroup-parent", self.cgroup_parent, "--bridge", self.bridge, "--nft-table", self.table]
+                "--cgroup-parent", self.cgroup_parent, "--bridge", self.bridge, "--nft-table", self.table,
+                *self.extra_args]
 
     def start(self, timeout: float = 30) -> None:
         logf = open(self.log, "ab")
