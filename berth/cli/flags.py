@@ -29,8 +29,17 @@ class Flag:
         return {bool: "", str: " string", int: " int", list: " list"}[self.kind]
 
 
+class Flags(list):
+    """A command's flag list that stops parsing at the first positional argument (``run IMAGE
+    CMD -l`` keeps ``-l`` for the command), as docker's ``SetInterspersed(false)``."""
+
+    interspersed = False
+
+
 def parse(flags: list[Flag], argv: list[str], interspersed: bool = True) -> tuple[dict[str, Any], list[str]]:
-    """Parse argv → (options, positional args). ``--`` ends flags; ``-h``/``--help`` sets ``help``."""
+    """Parse argv → (options, positional args). ``--`` ends flags; ``-h``/``--help`` sets ``help``
+    unless the command defines ``-h`` itself (``run -h HOSTNAME``)."""
+    interspersed = interspersed and getattr(flags, "interspersed", True)
     by_name: dict[str, Flag] = {}
     opts: dict[str, Any] = {"help": False}
     for f in flags:
@@ -46,7 +55,7 @@ def parse(flags: list[Flag], argv: list[str], interspersed: bool = True) -> tupl
         if a == "--":
             args += argv[i:]
             break
-        if a in ("-h", "--help"):
+        if a == "--help" or (a == "-h" and "-h" not in by_name):
             opts["help"] = True
             continue
         if a.startswith("--") and len(a) > 2:

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from berth.client.streams import Hijacked, demux
-from berth.client.transport import TLSConfig, Transport, error_from, quote_ref
+from berth.client.transport import Response, TLSConfig, Transport, error_from, quote_ref
 from berth.errors import BerthError
 
 TYPE_CHECKING = False
@@ -43,8 +43,9 @@ class Containers(_Group):
         return self.t.request("POST", f"/containers/{quote_ref(id)}/stop", {"t": t, "signal": signal},
                               timeout=timeout).status != 304
 
-    def restart(self, id: str, t: int | None = None) -> None:
-        self.t.request("POST", f"/containers/{quote_ref(id)}/restart", {"t": t}, timeout=None).read()
+    def restart(self, id: str, t: int | None = None, signal: str | None = None) -> None:
+        self.t.request("POST", f"/containers/{quote_ref(id)}/restart", {"t": t, "signal": signal},
+                       timeout=None).read()
 
     def kill(self, id: str, signal: str | None = None) -> None:
         self.t.request("POST", f"/containers/{quote_ref(id)}/kill", {"signal": signal}).read()
@@ -56,6 +57,21 @@ class Containers(_Group):
     def wait(self, id: str, condition: str | None = None) -> dict:
         return self.t.request("POST", f"/containers/{quote_ref(id)}/wait", {"condition": condition},
                               timeout=None).json()
+
+    def wait_begin(self, id: str, condition: str | None = None) -> Response:
+        """Send the wait and return once the reply head is in (the engine flushes it at once);
+        ``wait_result`` reads the status later. docker run does this before start."""
+        return self.t.request("POST", f"/containers/{quote_ref(id)}/wait", {"condition": condition},
+                              timeout=None)
+
+    @staticmethod
+    def wait_result(resp: Response) -> dict:
+        """The wait body: ``{"StatusCode": N, "Error": ...}``; an Error message raises."""
+        body = resp.json() or {}
+        err = body.get("Error") or {}
+        if err.get("Message"):
+            raise BerthError(err["Message"])
+        return body
 
     def resize(self, id: str, height: int, width: int) -> None:
         self.t.request("POST", f"/containers/{quote_ref(id)}/resize", {"h": height, "w": width}).read()
@@ -82,17 +98,80 @@ class Containers(_Group):
     def top(self, id: str, ps_args: str | None = None) -> dict:
         return self.t.request("GET", f"/containers/{quote_ref(id)}/top", {"ps_args": ps_args}).json()
 
+    def pause(self, id: str) -> None:
+        self.t.request("POST", f"/containers/{quote_ref(id)}/pause").read()
+
+    def unpause(self, id: str) -> None:
+        self.t.request("POST", f"/containers/{quote_ref(id)}/unpause").read()
+
+    def rename(self, id: str, name: str) -> None:
+        self.t.request("POST", f"/containers/{quote_ref(id)}/rename", {"name": name}).read()
+
+    def update(self, id: str, body: dict) -> dict:
+        return self.t.request("POST", f"/containers/{quote_ref(id)}/update", body=body).json() or {}
+
+    def changes(self, id: str) -> list[dict]:
+        return self.t.request("GET", f"/containers/{quote_ref(id)}/changes").json() or []
+
+    def export(self, id: str) -> Iterator[bytes]:
+        return self.t.request("GET", f"/containers/{quote_ref(id)}/export", timeout=None).iter_raw()
+
+    def stats(self, id: str, stream: bool = True, one_shot: bool = False) -> Iterator[dict]:
+        """One stats object (stream=False) or the stream of them, one a second."""
+        resp = self.t.request("GET", f"/containers/{quote_ref(id)}/stats",
+                              {"stream": stream, "one-shot": one_shot or None}, timeout=None)
+        if not stream:
+            return iter([resp.json() or {}])
+        return resp.iter_json()
+
+    def archive_stat(self, id: str, path: str) -> dict:
+        """HEAD archive: docker's path stat (``mode`` is a Go os.FileMode)."""
+        resp = self.t.request("HEAD", f"/containers/{quote_ref(id)}/archive", {"path": path})
+        resp.read()
+        return _path_stat(resp.header("x-docker-container-path-stat"))
+
+    def get_archive(self, id: str, path: str) -> tuple[dict, Iterator[bytes]]:
+        """(path stat, tar chunks) of path in the container."""
+        resp = self.t.request("GET", f"/containers/{quote_ref(id)}/archive", {"path": path}, timeout=None)
+        return _path_stat(resp.header("x-docker-container-path-stat")), resp.iter_raw()
+
+    def put_archive(self, id: str, path: str, tar: Iterable[bytes], no_overwrite_dir_non_dir: bool = True,
+                    copy_uid_gid: bool = False) -> None:
+        """Extract a tar stream (sent chunked) into directory path in the container."""
+        self.t.request("PUT", f"/containers/{quote_ref(id)}/archive", {
+            "path": path, "noOverwriteDirNonDir": no_overwrite_dir_non_dir or None,
+            "copyUIDGID": copy_uid_gid or None}, body=tar, headers={"Content-Type": "application/x-tar"},
+            timeout=None).read()
+
+    def prune(self, filters: dict[str, list[str]] | None = None) -> dict:
+        return self.t.request("POST", "/containers/prune", {"filters": _filters(filters)},
+                              timeout=None).json() or {}
+
+    def commit(self, id: str, repo: str | None = None, tag: str | None = None, comment: str = "",
+               author: str = "", changes: list[str] | None = None, pause: bool = True,
+               config: dict | None = None) -> dict:
+        return self.t.request("POST", "/commit", {
+            "container": id, "repo": repo, "tag": tag, "comment": comment or None, "author": author or None,
+            "changes": changes or None, "pause": pause}, body=config if config is not None else {},
+            timeout=None).json()
+
 
 class Exec(_Group):
     def create(self, container: str, cmd: list[str], tty: bool = False, stdin: bool = False,
-               env: list[str] | None = None, workdir: str = "", user: str = "") -> str:
-        body = {"User": user, "Privileged": False, "Tty": tty, "AttachStdin": stdin, "AttachStderr": True,
-                "AttachStdout": True, "Detach": False, "DetachKeys": "", "Env": env,
-                "WorkingDir": workdir, "Cmd": cmd}
+               env: list[str] | None = None, workdir: str = "", user: str = "", privileged: bool = False,
+               detach: bool = False, detach_keys: str = "", console_size: list[int] | None = None) -> str:
+        body = {"User": user, "Privileged": privileged, "Tty": tty, "AttachStdin": stdin,
+                "AttachStderr": not detach, "AttachStdout": not detach, "Detach": detach,
+                "DetachKeys": detach_keys, "Env": env, "WorkingDir": workdir, "Cmd": cmd}
+        if console_size:
+            body["ConsoleSize"] = console_size
         return self.t.request("POST", f"/containers/{quote_ref(container)}/exec", body=body).json()["Id"]
 
-    def start(self, exec_id: str, tty: bool = False, detach: bool = False) -> Hijacked | None:
-        body = {"Detach": detach, "Tty": tty}
+    def start(self, exec_id: str, tty: bool = False, detach: bool = False,
+              console_size: list[int] | None = None) -> Hijacked | None:
+        body: dict[str, Any] = {"Detach": detach, "Tty": tty}
+        if console_size:
+            body["ConsoleSize"] = console_size
         if detach:
             self.t.request("POST", f"/exec/{exec_id}/start", body=body).read()
             return None
@@ -187,6 +266,18 @@ def _messages(msgs: Iterator[dict]) -> Iterator[dict]:
         if "errorDetail" in m or "error" in m:
             raise BerthError((m.get("errorDetail") or {}).get("message") or m.get("error") or "error")
         yield m
+
+
+def _path_stat(header: str) -> dict:
+    """X-Docker-Container-Path-Stat: base64 (std alphabet) JSON."""
+    if not header:
+        return {}
+    import base64
+    import json
+    try:
+        return json.loads(base64.b64decode(header + "=" * (-len(header) % 4)))
+    except ValueError:
+        return {}
 
 
 def _hijack(t: Transport, path: str, params: dict[str, Any] | None, body: dict | None) -> Hijacked:
