@@ -14,6 +14,7 @@ import logging
 import os
 import ssl
 import stat
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -236,7 +237,15 @@ class _Connection:
                       [(k.decode("latin-1"), v.decode("latin-1")) for k, v in ev.headers], self.body_chunks)
         req.responder = self
         self.req = req
-        await self._dispatch(req)
+        if log.isEnabledFor(logging.DEBUG):
+            t0 = time.perf_counter()
+            try:
+                await self._dispatch(req)
+            finally:  # handling time, up to the reply's end (streams: until they close)
+                log.debug("%s %s %.1f ms", req.method, ev.target.decode("latin-1"),
+                          (time.perf_counter() - t0) * 1000)
+        else:
+            await self._dispatch(req)
         if self.watcher:
             self.watcher.cancel()
             with contextlib.suppress(BaseException):

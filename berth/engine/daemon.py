@@ -103,10 +103,21 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("berthd: must run as root", file=sys.stderr)
         return 1
+    prof_out = os.environ.get("BERTH_PROFILE")  # development: cProfile the daemon into this file
+    prof = None
+    if prof_out:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
     try:
         return asyncio.run(serve(args))
     except KeyboardInterrupt:
         return 0
+    finally:
+        if prof is not None:
+            prof.disable()
+            prof.dump_stats(prof_out)
 
 
 if __name__ == "__main__":
