@@ -146,7 +146,7 @@ class Builder:
         for k in ("container", "container_config", "docker_version"):
             raw.pop(k, None)
         mdesc = put_image(self.store.content, layers, raw, lease=self.lease)
-        img = self.store.add(mdesc)
+        img = self.store.add(mdesc, parent=st.image_id or None)   # Docker's parent link: hides step images
         st.image_id = img.id
         st.raw = raw
         st.layers = layers

@@ -77,8 +77,9 @@ class BuildCache:
 
 def prune_cache(images: Any, db: Any, until: float | None = None) -> dict:
     """``docker builder prune``: forget the cache (the entries older than ``until`` when given) and
-    remove the step images only it kept (untagged, unused by containers, no entry left); returns
-    Docker's ``{"CachesDeleted": [...], "SpaceReclaimed": n}``."""
+    remove the step images only it kept (untagged, unused by containers, no entry left, not the parent of
+    another image); returns Docker's ``{"CachesDeleted": [...], "SpaceReclaimed": n}`` where
+    CachesDeleted names every entry forgotten and SpaceReclaimed counts the images really removed."""
     from berth.errors import Conflict, NotFound
 
     cache = BuildCache(db)
@@ -87,6 +88,14 @@ def prune_cache(images: Any, db: Any, until: float | None = None) -> dict:
     still = set(cache.image_ids()) if until is not None else set()
     deleted: list[str] = []
     left = [iid for iid in ids if iid not in still]
+    forgotten: list[str] = []   # as system df lists them: entries whose image has no name
+    for iid in dict.fromkeys(left):
+        try:
+            img = images.get(iid)
+        except NotFound:
+            continue
+        if not img.tags and not img.digests:
+            forgotten.append(iid)
     progress = True
     while left and progress:  # leaves first: a step image with children (the next step) waits for them
         progress = False
@@ -113,4 +122,4 @@ def prune_cache(images: Any, db: Any, until: float | None = None) -> dict:
     if deleted:
         res = images.gc()
         reclaimed = int(getattr(res, "reclaimed_bytes", 0) or 0)
-    return {"CachesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+    return {"CachesDeleted": forgotten or None, "SpaceReclaimed": reclaimed}

@@ -421,3 +421,25 @@ def test_auth_against_a_local_registry(daemon, tmp_path):
                                                           "serveraddress": addr}).encode(),
                     {"Content-Type": "application/json"})
     assert st == 500 and b"/v2/" in body   # nothing listens there any more
+
+
+def test_step_images_are_intermediates(daemon, tmp_path):
+    """Built step images are Docker's intermediates: hidden without -a, removed with the image."""
+    ctx = _write(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN echo $RANDOM$RANDOM > /r\nRUN cat /r\n"
+                                                  "LABEL step=3\n"})
+    r = _berth(daemon, "build", "--no-cache", "-q", "-t", "steps:1", ctx)
+    assert r.returncode == 0, r.stderr
+    final = r.stdout.decode().strip()
+    c = _client(daemon)
+    top = {i.id for i in c.images.list()}
+    every = {i["Id"]: i for i in c.api.images(all=True)}
+    steps, cur = [], every[final]["ParentId"]
+    while cur and every[cur]["RepoTags"] in (None, [], ["<none>:<none>"]):
+        steps.append(cur)
+        cur = every[cur]["ParentId"]
+    assert final in top and len(steps) == 2            # the two RUN steps; LABEL made the final image
+    assert not set(steps) & top                        # hidden without all=true
+    assert "busybox:latest" in every[cur]["RepoTags"]  # the chain ends at the base image
+    deleted = [d.get("Deleted") for d in c.api.remove_image("steps:1") if d.get("Deleted")]
+    assert final in deleted and set(steps) <= set(deleted)
+    assert not {i["Id"] for i in c.api.images(all=True)} & {final, *steps}

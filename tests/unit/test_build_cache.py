@@ -186,8 +186,9 @@ def test_prune_cache_keeps_tagged_images(tmp_path):
     final = [m["aux"]["ID"] for m in msgs if "aux" in m][0]
     assert len(eng.images.all()) == 3
     out = prune_cache(eng.images, eng.db)
+    # the step images are the tagged image's parents now (Docker's intermediates): kept until it goes
     assert len(out["CachesDeleted"]) == 2 and final not in out["CachesDeleted"]
-    assert [i.id for i in eng.images.all()] == [final]
+    assert len(eng.images.all()) == 3 and final in [i.id for i in eng.images.all()]
     assert len(BuildCache(eng.db)) == 0
     again = _build(eng, str(tmp_path / "ctx"), DF)
     assert "Using cache" not in "".join(m.get("stream", "") for m in again)
