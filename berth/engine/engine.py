@@ -110,6 +110,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         self._watch_tasks: dict[str, asyncio.Task] = {}
         self._started: dict[str, asyncio.Event] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._starting: dict[str, asyncio.Task] = {}
         self._restart_tasks: dict[str, asyncio.Task] = {}
         self._execs: dict[str, dict] = {}
         self.started_at = time.time()
@@ -342,17 +343,44 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
 
     # ------------------------------------------------------------------ start
     async def start(self, id: str) -> None:
-        c = self.containers.get(id)
-        async with self._lock(c.id):
-            c = self.containers.get(c.id)
-            if c.state.status == Status.PAUSED:
-                raise Conflict("cannot start a paused container, try unpause instead")
-            if c.state.status in (Status.RUNNING, Status.RESTARTING):
-                raise NotModified("container already started")
-            if c.state.status in (Status.REMOVING, Status.DEAD):
-                raise Conflict(f"container {c.id} is marked for removal and cannot be started")
-            c.state.manually_stopped = False
-            await self._start(c)
+        """Start a container. The start runs in a task of its own that a cancelled caller does
+        not interrupt: it ends either recorded as running or with what it set up torn down."""
+        cid = self.containers.get(id).id
+        task = asyncio.get_running_loop().create_task(self._start_serialised(cid, restart=False))
+        task.add_done_callback(_retrieve)
+        await asyncio.shield(task)
+
+    async def _start_serialised(self, cid: str, *, restart: bool) -> None:
+        async with self._lock(cid):  # remove waits for this lock: it never runs mid-start
+            self._starting[cid] = asyncio.current_task()
+            try:
+                try:
+                    c = self.containers.get(cid)
+                except NotFound:
+                    if restart:
+                        return
+                    raise
+                if restart:
+                    if c.state.status != Status.RESTARTING or c.state.manually_stopped:
+                        return
+                    c.state.restart_count += 1
+                else:
+                    if c.state.status == Status.PAUSED:
+                        raise Conflict("cannot start a paused container, try unpause instead")
+                    if c.state.status in (Status.RUNNING, Status.RESTARTING):
+                        raise NotModified("container already started")
+                    if c.state.status in (Status.REMOVING, Status.DEAD):
+                        raise Conflict(f"container {c.id} is marked for removal and cannot be started")
+                    c.state.manually_stopped = False
+                await self._start(c)
+            finally:
+                self._starting.pop(cid, None)
+
+    async def _settle_start(self, cid: str) -> None:
+        """Wait until an in-flight start of cid has ended (recorded, or undone)."""
+        task = self._starting.get(cid)
+        if task is not None and task is not asyncio.current_task():
+            await asyncio.wait([task])
 
     def _rootfs(self, c: Container) -> str:
         return os.path.join(self.state_dir(c.id), "bundle", "rootfs")
@@ -423,6 +451,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
                 host[key] = "container:" + ns_paths[key]
         rootfs = await asyncio.to_thread(self._mount_rootfs, c)
         try:
+            _crash_point("start:after-mount")
             netns, etc = await asyncio.to_thread(self._setup_network, c)
             if etc is None:
                 etc = self._write_etc(c)
@@ -443,6 +472,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
             )
             bundle = os.path.dirname(rootfs)
             _atomic_write(os.path.join(bundle, "config.json"), json.dumps(spec))
+            _crash_point("start:after-spec")
         except BaseException:
             await asyncio.to_thread(self._stop_cleanup, c)
             raise
@@ -463,24 +493,34 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
             log_max_file=int(opts.get("max-file") or 1),
             cgroup_oom=_oom_file(self.cfg.cgroup_parent, c.id),
         )
+        _crash_point("start:before-spawn")
         report = await self.forkserver.spawn(asdict(job))
         if not report.get("ok"):
             await asyncio.to_thread(self._stop_cleanup, c)
             self._start_failed(c, report.get("error") or "unknown error")
-        started = self._started.pop(c.id, None)
-        if started is not None:  # attach sessions that wait for the monitor connect now
-            started.set()
-            await asyncio.sleep(0)
-            for _ in range(200):
-                if not getattr(started, "pending", 0):
-                    break
-                await asyncio.sleep(0.005)
-        sock = os.path.join(sdir, "monitor.sock")
-        started_at = time.time()
-        reply = await monclient.request(sock, {"op": "start"})
-        if not reply.get("ok"):
-            await asyncio.to_thread(self._stop_cleanup, c)
-            self._start_failed(c, reply.get("error") or "unknown error")
+        _crash_point("start:after-spawn")
+        try:
+            started = self._started.pop(c.id, None)
+            if started is not None:  # attach sessions that wait for the monitor connect now
+                started.set()
+                await asyncio.sleep(0)
+                for _ in range(200):
+                    if not getattr(started, "pending", 0):
+                        break
+                    await asyncio.sleep(0.005)
+            sock = os.path.join(sdir, "monitor.sock")
+            started_at = time.time()
+            reply = await monclient.request(sock, {"op": "start"})
+            if not reply.get("ok"):
+                raise _StartError(reply.get("error") or "unknown error")
+            _crash_point("start:after-start")
+        except BaseException as e:
+            # the monitor holds a created (or started) init: kill it, wait for the monitor to
+            # go, and undo the host set-up, so a failed or cancelled start leaves nothing behind
+            await asyncio.to_thread(self._abort_spawned, c, int(report.get("pid") or 0))
+            if isinstance(e, (_StartError, BerthError, OSError, ValueError, TimeoutError)):
+                self._start_failed(c, str(e) or type(e).__name__)
+            raise
         pid = int(report["pid"])
         c.state.status = Status.RUNNING
         c.state.pid = pid
@@ -492,6 +532,37 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         self.containers.save_state(c)
         self._emit("start", c)
         self._watch(c)
+
+    def _abort_spawned(self, c: Container, init_pid: int) -> None:
+        """Tear down a monitor whose start did not complete: SIGKILL its init (the monitor then
+        records the exit, deletes the runtime state and exits), wait for it, undo the set-up."""
+        sdir = self.state_dir(c.id)
+        mon = _read_json(os.path.join(sdir, "monitor.json")) or {}
+        if init_pid and linux.process_alive(init_pid, None):
+            try:
+                os.kill(init_pid, signal_mod.SIGKILL)
+            except OSError:
+                pass
+        mpid = int(mon.get("pid") or 0)
+        deadline = time.monotonic() + 10
+        while mpid and linux.process_alive(mpid, mon.get("start_time")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if mpid and linux.process_alive(mpid, mon.get("start_time")):
+            log.warning("monitor %d of %s did not exit; killing it", mpid, c.id)
+            try:
+                os.kill(mpid, signal_mod.SIGKILL)
+            except OSError:
+                pass
+        self._stop_cleanup(c)
+        self._destroy_cgroup(c)
+
+    def _destroy_cgroup(self, c: Container) -> None:
+        try:
+            from berth.runtime.cgroups import manager_for
+
+            manager_for(f"/{self.cfg.cgroup_parent}/{c.id}", c.id).destroy()
+        except Exception as e:  # noqa: BLE001
+            log.debug("cgroup cleanup for %s: %s", c.id, e)
 
     def _stop_cleanup(self, c: Container) -> None:
         """Undo what start set up on the host: network endpoints, netns, rootfs mount."""
@@ -577,6 +648,8 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         if c.host_config.get("AutoRemove"):
             try:
                 await self.remove(cid, force=True)
+            except NotFound:
+                pass  # removed meanwhile (docker rm -f of a --rm container)
             except BerthError as e:
                 log.warning("auto-remove of %s failed: %s", cid, e)
             return
@@ -603,19 +676,19 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         async def later() -> None:
             await asyncio.sleep(backoff)
             self._restart_tasks.pop(c.id, None)
+            # the start runs in its own task: cancelling this one (stop, rm) cannot cut it short
+            task = asyncio.get_running_loop().create_task(self._start_serialised(c.id, restart=True))
+            task.add_done_callback(_retrieve)
             try:
-                cur = self.containers.get(c.id)
-            except NotFound:
-                return
-            if cur.state.status != Status.RESTARTING or cur.state.manually_stopped:
-                return
-            async with self._lock(c.id):
-                cur.state.restart_count += 1
+                await asyncio.shield(task)
+                self._emit("restart", self.containers.get(c.id))
+            except BerthError as e:
+                log.warning("restart of %s failed: %s", c.id, e)
                 try:
-                    await self._start(cur)
-                    self._emit("restart", cur)
-                except BerthError as e:
-                    log.warning("restart of %s failed: %s", c.id, e)
+                    cur = self.containers.get(c.id)
+                except NotFound:
+                    return
+                if cur.state.status == Status.RESTARTING:
                     cur.state.status = Status.EXITED
                     self.containers.save_state(cur)
 
@@ -668,6 +741,8 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
     async def kill(self, id: str, signal: str | None = None) -> None:
         c = self.containers.get(id)
         sig = specgen.parse_signal(signal, 9)
+        await self._settle_start(c.id)  # a kill during a start applies to what it started
+        c = self.containers.get(c.id)
         if c.state.status not in (Status.RUNNING, Status.PAUSED):
             raise Conflict(f"cannot kill container: {id}: container {c.id} is not running")
         try:
@@ -683,6 +758,11 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         restart = self._restart_tasks.pop(c.id, None)
         if restart is not None:
             restart.cancel()
+        await self._settle_start(c.id)
+        c = self.containers.get(c.id)
+        if c.state.status == Status.RESTARTING or (
+            restart is not None and c.state.status not in (Status.RUNNING, Status.PAUSED)
+        ):
             c.state.status = Status.EXITED
             c.state.manually_stopped = True
             self.containers.save_state(c)
@@ -720,14 +800,32 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         self._emit("restart", self.containers.get(id))
 
     async def remove(self, id: str, force: bool = False, volumes: bool = False, link: bool = False) -> None:
-        c = self.containers.get(id)
+        """Remove a container. It runs under the container's lock (after any in-flight start)
+        in a task of its own, so a cancelled caller cannot leave it half done."""
+        cid = self.containers.get(id).id
+        task = asyncio.get_running_loop().create_task(self._remove_serialised(cid, force, volumes))
+        task.add_done_callback(_retrieve)
+        await asyncio.shield(task)
+
+    async def _remove_serialised(self, cid: str, force: bool, volumes: bool) -> None:
+        async with self._lock(cid):
+            try:
+                c = self.containers.get(cid)
+            except NotFound:
+                raise NotFound(f"No such container: {cid}") from None
+            await self._remove(c, force, volumes)
+        self._locks.pop(cid, None)
+
+    async def _remove(self, c: Container, force: bool, volumes: bool) -> None:
+        restart = self._restart_tasks.pop(c.id, None)
         if c.state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
             if not force:
+                if restart is not None:
+                    self._restart_tasks[c.id] = restart
                 raise Conflict(
                     f'cannot remove container "/{c.name}": container is running: '
                     "stop the container before removing or force remove"
                 )
-            restart = self._restart_tasks.pop(c.id, None)
             if restart is not None:
                 restart.cancel()
             c.state.manually_stopped = True
@@ -741,28 +839,30 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
                 except Conflict:
                     pass
                 try:
-                    await asyncio.wait_for(done, 30)
+                    await asyncio.wait_for(asyncio.shield(done), 30)
                 except TimeoutError:
                     log.warning("container %s did not exit after SIGKILL", c.id)
-        await asyncio.to_thread(self._cleanup_container, c)
+                c = self.containers.get(c.id)
+        elif restart is not None:
+            restart.cancel()
+        _crash_point("remove:after-kill")
+        c.state.status = Status.REMOVING
+        c.state.removal_in_progress = True
+        self.containers.save_state(c)
+        await asyncio.to_thread(self._cleanup_container, c, volumes)
         self._emit("destroy", c)
         self._resolve_waiters(c.id, ("removed", "next-exit", "not-running"), c.state.exit_code)
-        self._locks.pop(c.id, None)
 
-    def _cleanup_container(self, c: Container) -> None:
+    def _cleanup_container(self, c: Container, volumes: bool = False) -> None:
         self._stop_cleanup(c)
+        _crash_point("remove:mid-cleanup")
         try:
             self.snapshotter.remove(c.snapshot_key)
         except NotFound:
             pass
         except BerthError as e:
             log.warning("removing snapshot of %s: %s", c.id, e)
-        try:
-            from berth.runtime.cgroups import manager_for
-
-            manager_for(f"/{self.cfg.cgroup_parent}/{c.id}", c.id).destroy()
-        except Exception as e:  # noqa: BLE001
-            log.debug("cgroup cleanup for %s: %s", c.id, e)
+        self._destroy_cgroup(c)
         shutil.rmtree(self.state_dir(c.id), ignore_errors=True)
         shutil.rmtree(self.data_dir(c.id), ignore_errors=True)
         self.containers.delete(c.id)
@@ -1183,6 +1283,9 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         known = set()
         for c in list(self.containers.all()):
             known.add(c.snapshot_key)
+            if c.state.status == Status.CREATED:
+                await self._restore_created(c)
+                continue
             if c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING, Status.REMOVING):
                 continue
             rec = self._read_exit(c.id)
@@ -1213,6 +1316,35 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
                         log.warning("removing orphan snapshot %s: %s", info.key, e)
         except Exception as e:  # noqa: BLE001
             log.warning("orphan snapshot scan: %s", e)
+
+    async def _restore_created(self, c: Container) -> None:
+        """A container recorded as created may have been mid-start when the daemon died: adopt
+        it if its monitor already started it, else undo what the start had set up."""
+        sdir = self.state_dir(c.id)
+        mon = _read_json(os.path.join(sdir, "monitor.json"))
+        alive = bool(mon) and linux.process_alive(int(mon["pid"]), mon.get("start_time"))
+        if alive:
+            try:
+                sock = os.path.join(sdir, "monitor.sock")
+                st = await asyncio.to_thread(_sync_request, sock, {"op": "state"})
+            except (BerthError, ValueError):
+                st = {}
+            pid = int(st.get("pid") or 0)
+            if st.get("status") == "running" and pid and linux.process_alive(pid, None):
+                c.state.status = Status.RUNNING
+                c.state.pid = pid
+                c.state.pid_start = linux.proc_start_time(pid) or 0
+                c.state.started_at = time.time()
+                c.state.exit_code = 0
+                self.containers.save_state(c)
+                self._watch(c)
+                return
+            await asyncio.to_thread(self._abort_spawned, c, pid)
+            return
+        if os.path.isdir(sdir):
+            await asyncio.to_thread(self._stop_cleanup, c)
+            await asyncio.to_thread(self._destroy_cgroup, c)
+            self.containers.save_state(c)
 
     async def shutdown(self) -> None:
         """Stop watching (containers keep running: their monitors are not our children)."""
@@ -1250,6 +1382,23 @@ def _sync_request(path: str, req: dict) -> dict:
     finally:
         s.close()
     return json.loads(data) if data else {}
+
+
+class _StartError(Exception):
+    """The monitor refused to start the container (its runtime's error text)."""
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    """Done callback: mark a shielded task's exception as retrieved (its caller may be gone)."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _crash_point(step: str) -> None:
+    """Test hook: die at a named step when BERTH_CRASH_AT names it (reliability tests)."""
+    if os.environ.get("BERTH_CRASH_AT") == step:
+        log.error("BERTH_CRASH_AT=%s: exiting", step)
+        os._exit(1)
 
 
 def _read_json(path: str) -> dict | None:

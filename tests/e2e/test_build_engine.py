@@ -363,8 +363,6 @@ def test_run_failure_exit_code_and_force_rm(engine, tmp_path):
     assert r.detail["code"] == 3 and list(engine.containers.all()) == []
 
 
-@pytest.mark.skip(reason="quarantined: intermittently hangs and can leak the flooding container when the "
-                         "builder removes a RUN container while Engine.start is in flight (see closing note)")
 def test_limits_fork_bomb_flood_disk(engine, tmp_path):
     from berth.build import BuildLimits
 

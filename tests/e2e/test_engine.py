@@ -402,3 +402,85 @@ def test_bridge_networking_ports_and_names(engine):
         assert engine.net.endpoints() == []
 
     run(go())
+
+
+def _procs_with_cwd_under(prefix: str) -> list[int]:
+    """Processes whose cwd is below prefix (monitors chdir into their state dir)."""
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                cwd = os.readlink(f"/proc/{p}/cwd")
+            except OSError:
+                continue
+            if cwd.startswith(prefix.rstrip("/") + "/"):
+                out.append(int(p))
+    return out
+
+
+def _cgroup_children(parent: str) -> list[str]:
+    left = []
+    for ctrl in os.listdir("/sys/fs/cgroup"):
+        p = os.path.join("/sys/fs/cgroup", ctrl, parent)
+        if os.path.isdir(p):
+            left += [os.path.join(p, d) for d in os.listdir(p) if os.path.isdir(os.path.join(p, d))]
+    return left
+
+
+def _assert_nothing_left(engine, base: str) -> None:
+    assert list(engine.containers.all()) == []
+    assert _procs_with_cwd_under(base) == []
+    assert _cgroup_children(engine.cfg.cgroup_parent) == []
+    assert mounts_under(base) == []
+
+
+@pytest.mark.parametrize("engine", ["berth"], indirect=True)
+def test_remove_force_racing_start_leaves_nothing(engine, tmp_path):
+    """rm -f while a start is in flight: either the start is undone or the started container is
+    killed and removed; no monitor, init, cgroup or mount survives (20 iterations)."""
+    outcomes = set()
+
+    async def one(i: int) -> None:
+        cid = engine.create_container(None, {"Image": "busybox", "Cmd": ["sleep", "60"]})["Id"]
+        start = asyncio.create_task(engine.start(cid))
+        await asyncio.sleep((i % 10) * 0.004)
+        await engine.remove(cid, force=True)
+        try:
+            await start
+            outcomes.add("started")
+        except NotFound:
+            outcomes.add("not-found")
+        with pytest.raises(NotFound):
+            engine.inspect_container(cid)
+
+    async def go():
+        for i in range(20):
+            await one(i)
+
+    run(go())
+    _assert_nothing_left(engine, str(tmp_path))
+    assert outcomes  # at least one start went through before the remove
+
+
+@pytest.mark.parametrize("engine", ["berth"], indirect=True)
+def test_cancelled_start_is_recorded_or_undone(engine, tmp_path):
+    """A start whose caller is cancelled at any point still ends consistently: recorded as
+    running (then stoppable), never an unrecorded live process."""
+
+    async def go():
+        for i in range(10):
+            cid = engine.create_container(None, {"Image": "busybox", "Cmd": ["sleep", "60"]})["Id"]
+            start = asyncio.create_task(engine.start(cid))
+            await asyncio.sleep(i * 0.005)
+            start.cancel()
+            try:
+                await start
+            except asyncio.CancelledError:
+                pass
+            await engine.kill(cid) if engine.containers.get(cid).state.status == "running" else None
+            st = engine.inspect_container(cid)["State"]
+            assert st["Status"] in ("running", "exited", "created")
+            await engine.remove(cid, force=True)
+
+    run(go())
+    _assert_nothing_left(engine, str(tmp_path))
