@@ -114,6 +114,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         self._restart_tasks: dict[str, asyncio.Task] = {}
         self._execs: dict[str, dict] = {}
         self.started_at = time.time()
+        self._open_volumes()
         self._open_network()
 
     # ------------------------------------------------------------------ paths & helpers
@@ -289,6 +290,13 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         chain = self.images.unpack(img.id)
         key = f"container-{cid}"
         self.snapshotter.prepare(key, chain)
+        _crash_point("create:after-snapshot")
+        try:
+            mounts = self._plan_volumes(cfg, host)
+        except BaseException:
+            self.snapshotter.remove(key)
+            raise
+        _crash_point("create:after-volumes")
         eps = (config.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
         c = Container(
             id=cid,
@@ -300,10 +308,12 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
             snapshot_key=key,
             extra={"endpoints_config": eps} if eps else {},
         )
+        self._set_mounts(c, mounts)
         try:
             self.containers.add(c)
         except BaseException:
             self.snapshotter.remove(key)
+            self._drop_volumes(c, anonymous=True)
             raise
         os.makedirs(self.data_dir(cid), mode=0o700, exist_ok=True)
         self._emit("create", c)
@@ -452,6 +462,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         rootfs = await asyncio.to_thread(self._mount_rootfs, c)
         try:
             _crash_point("start:after-mount")
+            vmounts = await asyncio.to_thread(self._attach_volumes, c, rootfs)
             netns, etc = await asyncio.to_thread(self._setup_network, c)
             if etc is None:
                 etc = self._write_etc(c)
@@ -469,6 +480,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
                 cgroups_path=f"/{self.cfg.cgroup_parent}/{c.id}",
                 netns_path=ns_paths.get("NetworkMode") or netns,
                 cgroupns=v2,
+                mounts=vmounts,
             )
             bundle = os.path.dirname(rootfs)
             _atomic_write(os.path.join(bundle, "config.json"), json.dumps(spec))
@@ -565,8 +577,10 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
             log.debug("cgroup cleanup for %s: %s", c.id, e)
 
     def _stop_cleanup(self, c: Container) -> None:
-        """Undo what start set up on the host: network endpoints, netns, rootfs mount."""
+        """Undo what start set up on the host: network endpoints, netns, volume references,
+        rootfs mount."""
         self._release_network(c)
+        self._detach_volumes(c)
         self._unmount_rootfs(c)
 
     def _start_failed(self, c: Container, err: str) -> None:
@@ -594,7 +608,9 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
 
     async def _auto_remove(self, cid: str) -> None:
         try:
-            await self.remove(cid, force=True)
+            await self.remove(cid, force=True, volumes=True)
+        except NotFound:
+            pass
         except BerthError as e:
             log.warning("auto-remove of %s failed: %s", cid, e)
 
@@ -647,7 +663,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         self._resolve_waiters(cid, ("next-exit", "not-running"), c.state.exit_code)
         if c.host_config.get("AutoRemove"):
             try:
-                await self.remove(cid, force=True)
+                await self.remove(cid, force=True, volumes=True)
             except NotFound:
                 pass  # removed meanwhile (docker rm -f of a --rm container)
             except BerthError as e:
@@ -848,6 +864,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         _crash_point("remove:after-kill")
         c.state.status = Status.REMOVING
         c.state.removal_in_progress = True
+        c.extra["remove_volumes"] = bool(volumes)
         self.containers.save_state(c)
         await asyncio.to_thread(self._cleanup_container, c, volumes)
         self._emit("destroy", c)
@@ -856,6 +873,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
     def _cleanup_container(self, c: Container, volumes: bool = False) -> None:
         self._stop_cleanup(c)
         _crash_point("remove:mid-cleanup")
+        self._drop_volumes(c, anonymous=volumes)
         try:
             self.snapshotter.remove(c.snapshot_key)
         except NotFound:
@@ -1292,7 +1310,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
             mon = _read_json(os.path.join(self.state_dir(c.id), "monitor.json"))
             mon_alive = bool(mon) and linux.process_alive(int(mon["pid"]), mon.get("start_time"))
             if c.state.status == Status.REMOVING:
-                await asyncio.to_thread(self._cleanup_container, c)
+                await asyncio.to_thread(self._cleanup_container, c, bool(c.extra.get("remove_volumes")))
                 continue
             if rec is None and mon_alive:
                 self._watch(c)

@@ -2,7 +2,7 @@
 
 Docker's defaults come from ``berth.oci.spec``; this module applies what `docker run` flags
 change: command, env, user, workdir, tty, limits, capabilities, security options, namespaces,
-tmpfs and bind mounts, read-only root, init.
+mounts (planned by ``berth.volumes``), read-only root, init.
 """
 
 from __future__ import annotations
@@ -151,67 +151,19 @@ def _rlimits(host: dict) -> list[dict]:
     return out
 
 
-def _tmpfs_mount(dest: str, opts: str) -> dict:
-    options = ["nosuid", "nodev", "noexec"]
-    for o in filter(None, (opts or "").split(",")):
-        if o in ("exec", "dev", "suid"):
-            options.remove("no" + o)
-        else:
-            options.append(o)
-    return {"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options}
-
-
-def _bind(spec: str) -> dict:
-    parts = spec.split(":")
-    if len(parts) < 2 or not parts[0].startswith("/"):
-        raise InvalidArgument(f"invalid bind mount spec {spec!r}: named volumes are not supported yet")
-    src, dst = parts[0], parts[1]
-    opts = parts[2].split(",") if len(parts) > 2 else []
-    if not dst.startswith("/"):
-        raise InvalidArgument(f"invalid mount config: {spec!r}: destination must be absolute")
-    if not os.path.exists(src):
-        os.makedirs(src, exist_ok=True)  # -v creates missing sources, as Docker does
-    options = ["rbind"]
-    options.append("ro" if "ro" in opts else "rw")
-    for p in ("private", "rprivate", "shared", "rshared", "slave", "rslave"):
-        if p in opts:
-            options.append(p)
-    return {"destination": dst, "type": "bind", "source": src, "options": options}
-
-
-def _mount_api(m: dict) -> dict:
-    typ = m.get("Type", "volume")
-    dst = m.get("Target") or ""
-    if typ == "bind":
-        src = m.get("Source") or ""
-        if not os.path.exists(src):
-            raise InvalidArgument(
-                f'invalid mount config for type "bind": bind source path does not exist: {src}')
-        opts = ["rbind", "ro" if m.get("ReadOnly") else "rw"]
-        prop = (m.get("BindOptions") or {}).get("Propagation")
-        if prop:
-            opts.append(prop)
-        return {"destination": dst, "type": "bind", "source": src, "options": opts}
-    if typ == "tmpfs":
-        t = m.get("TmpfsOptions") or {}
-        opts = []
-        if t.get("SizeBytes"):
-            opts.append(f"size={int(t['SizeBytes'])}")
-        if t.get("Mode"):
-            opts.append(f"mode={int(t['Mode']):o}")
-        return _tmpfs_mount(dst, ",".join(opts))
-    raise InvalidArgument(f"mount type {typ!r} is not supported yet")
-
-
 def build_spec(*, cid: str, cfg: dict, host: dict, rootfs: str, user: dict,
                etc_files: dict[str, str] | None = None, cgroups_path: str = "",
-               netns_path: str | None = None, cgroupns: bool = False) -> dict:
+               netns_path: str | None = None, cgroupns: bool = False,
+               mounts: list[dict] | None = None) -> dict:
     """The config.json for a container.
 
     ``user`` is the resolved process user ({"uid", "gid", "additionalGids"}); ``etc_files`` maps
-    container paths (/etc/hosts, /etc/resolv.conf, /etc/hostname) to host files to bind-mount.
+    container paths (/etc/hosts, /etc/resolv.conf, /etc/hostname) to host files to bind-mount;
+    ``mounts`` are the container's volume, bind and tmpfs mounts as runtime-spec mounts
+    (``ResolvedMount.to_oci()`` of the mounts ``berth.volumes`` planned at create).
     """
     args = command(cfg)
+    user_mounts = list(mounts or ())
     tty = bool(cfg.get("Tty"))
     hostname = cfg.get("Hostname") or cid[:12]
     s = ocispec.default_spec(args, terminal=tty, rootfs=rootfs, hostname=hostname, cgroupns=cgroupns)
@@ -272,13 +224,7 @@ def build_spec(*, cid: str, cfg: dict, host: dict, rootfs: str, user: dict,
             if m["destination"] == "/dev/shm":
                 m["options"] = [o for o in m["options"] if not o.startswith("size=")] + \
                     [f"size={int(host['ShmSize']) // 1024}k"]
-    extra: list[dict] = []
-    for dest, opts in (host.get("Tmpfs") or {}).items():
-        extra.append(_tmpfs_mount(dest, opts))
-    for b in host.get("Binds") or []:
-        extra.append(_bind(b))
-    for m in host.get("Mounts") or []:
-        extra.append(_mount_api(m))
+    extra: list[dict] = [dict(m) for m in user_mounts]
     for dest, src in (etc_files or {}).items():
         if not any(m["destination"] == dest for m in extra):
             extra.append({"destination": dest, "type": "bind", "source": src,
