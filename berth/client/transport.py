@@ -6,13 +6,14 @@ close. ``hijack()`` sends an Upgrade request, checks for ``101`` and hands back 
 
 from __future__ import annotations
 
+import _socket  # the C module: socket.py costs ~2-3 ms at start-up (enum set-up, selectors)
 import os
-import socket
 
 from berth.errors import BerthError, InvalidArgument, Unavailable, from_status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Iterator
     from typing import Any
 
@@ -205,11 +206,13 @@ class Transport:
 
     def _connect(self, timeout: float | None) -> socket.socket:
         try:
-            if self.kind == "unix":
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            if self.kind == "unix":  # a plain _socket.socket: recv/sendall/shutdown/close as usual
+                s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
                 s.settimeout(timeout)
                 s.connect(self.addr)
             else:
+                import socket
+
                 s = socket.create_connection(self.addr, timeout=timeout)
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if self.tls is not None:
