@@ -289,14 +289,9 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         cid = new_id()
         chain = self.images.unpack(img.id)
         key = f"container-{cid}"
+        mounts = self._plan_volumes(cfg, host)
         self.snapshotter.prepare(key, chain)
         _crash_point("create:after-snapshot")
-        try:
-            mounts = self._plan_volumes(cfg, host)
-        except BaseException:
-            self.snapshotter.remove(key)
-            raise
-        _crash_point("create:after-volumes")
         eps = (config.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
         c = Container(
             id=cid,
@@ -313,7 +308,14 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
             self.containers.add(c)
         except BaseException:
             self.snapshotter.remove(key)
-            self._drop_volumes(c, anonymous=True)
+            raise
+        _crash_point("create:after-record")
+        try:
+            self._set_mounts(c, self._prepare_volumes(mounts))
+            self.containers.save_state(c)
+        except BaseException:
+            self.containers.delete(cid)
+            self.snapshotter.remove(key)
             raise
         os.makedirs(self.data_dir(cid), mode=0o700, exist_ok=True)
         self._emit("create", c)

@@ -45,9 +45,11 @@ class VolumeOps:
 
     def _plan_volumes(self, cfg: dict, host: dict) -> list[ResolvedMount]:
         """Every mount of a new container (Binds, Mounts, Tmpfs, volumes-from, image VOLUMEs),
-        with its volumes created (named ones on demand, anonymous ones fresh) and missing
-        ``-v`` bind sources made."""
+        validated, anonymous volumes named; nothing is created yet (``_prepare_volumes``)."""
+        from dataclasses import replace
+
         from berth.volumes.mountspec import plan_mounts
+        from berth.volumes.names import new_anonymous_name
 
         def get_mounts(ident: str) -> list[ResolvedMount]:
             try:
@@ -65,8 +67,14 @@ class VolumeOps:
             get_mounts=get_mounts,
             volume_driver=host.get("VolumeDriver") or "",
         )
-        before = {m.volume_name for m in planned if m.type == "volume" and m.volume_name
-                  and self.volumes.exists(m.volume_name)}
+        # anonymous volumes get their names now, so the record can name them before they exist
+        return [replace(m, volume_name=new_anonymous_name()) if m.type == "volume" and not m.volume_name
+                else m for m in planned]
+
+    def _prepare_volumes(self, planned: list[ResolvedMount]) -> list[ResolvedMount]:
+        """Create the volumes the mounts name (where missing) and missing ``-v`` bind sources;
+        the mounts with their sources. Idempotent: a start re-runs it after a crash at create."""
+        before = {m.volume_name for m in planned if m.type == "volume" and self.volumes.exists(m.volume_name)}
         prepared = self.volumes.prepare(planned)
         for m in prepared:
             if m.type == "volume" and m.volume_name not in before:
@@ -84,6 +92,10 @@ class VolumeOps:
         mounts = self._resolved_mounts(c)
         if not mounts:
             return []
+        if any(m.type == "volume" and not self.volumes.exists(m.volume_name) for m in mounts):
+            mounts = self._prepare_volumes(mounts)  # the daemon died between record and prepare
+            self._set_mounts(c, mounts)
+            self.containers.save_state(c)
         self.volumes.attach(mounts, c.id, rootfs=rootfs)
         for m in mounts:
             if m.type == "volume":
