@@ -15,6 +15,8 @@ import signal
 import time
 from dataclasses import dataclass, field
 
+from berth.containers.state import Status
+
 log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
@@ -191,11 +193,14 @@ class HealthMonitor:
         assert self.state is not None
         while True:
             await asyncio.sleep(self.state.next_delay(self.clock()))
-            if not self._container_running():
+            status = self._container_status()
+            if status == Status.PAUSED:
+                continue  # no probe while paused; the checks go on after unpause
+            if status != Status.RUNNING:
                 return
             start = self.clock()
             code, out = await self._probe(self.state.cfg)
-            if not self._container_running():
+            if self._container_status() not in (Status.RUNNING, Status.PAUSED):
                 return  # moby drops a result that arrives after the stop
             changed = self.state.record(start, self.clock(), code, out)
             self._save()
@@ -203,14 +208,13 @@ class HealthMonitor:
                 c = self.engine.containers.get(self.cid)
                 self.engine._emit(f"health_status: {changed}", c)
 
-    def _container_running(self) -> bool:
-        from berth.containers.state import Status
+    def _container_status(self) -> str:
         from berth.errors import NotFound
 
         try:
-            return self.engine.containers.get(self.cid).state.status == Status.RUNNING
+            return str(self.engine.containers.get(self.cid).state.status)
         except NotFound:
-            return False
+            return ""
 
     async def _probe(self, cfg: HealthConfig) -> tuple[int, str]:
         """Run the probe as an exec; (exit code, output). -1 for a timeout or a failed exec."""

@@ -158,6 +158,26 @@ def test_start_period_keeps_starting_and_remove_stops_probes(engine):
     asyncio.run(go())
 
 
+def test_paused_container_is_not_probed_and_checks_resume(engine):
+    async def go():
+        cid = await _running(engine, {"Test": ["CMD", "true"], "Interval": 100 * MS})
+        mon = HealthMonitor(engine, cid).start()
+        await _until(lambda: _health(engine, cid).get("Status") == "healthy")
+        await engine.pause(cid)
+        await asyncio.sleep(0.25)
+        n = len(_health(engine, cid)["Log"])
+        last = _health(engine, cid)["Log"][-1]["End"]
+        await asyncio.sleep(0.5)
+        assert _health(engine, cid)["Log"][-1]["End"] == last and mon.running
+        await engine.unpause(cid)
+        await _until(lambda: _health(engine, cid)["Log"][-1]["End"] != last)
+        assert len(_health(engine, cid)["Log"]) >= min(n + 1, 5)
+        await mon.stop()
+        await engine.kill(cid)
+
+    asyncio.run(go())
+
+
 def test_no_healthcheck_and_none(engine):
     async def go():
         cid = await _running(engine, {"Test": ["NONE"]})
