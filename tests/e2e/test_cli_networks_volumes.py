@@ -248,3 +248,15 @@ def test_same_output_as_docker_cli(daemon, client):
         b, d = both(*args)
         assert (b.returncode, b.stdout, b.stderr.strip()) == (d.returncode, d.stdout, d.stderr.strip()), args
     berth(daemon, "network", "rm", net)
+    from berth.client.transport import Transport
+    resp = Transport(daemon.url).send("GET", "/volumes")
+    resp.read()
+    if resp.status == 200:
+        vol = uniq("h4cmpv")
+        berth(daemon, "volume", "create", "--label", "h4=cmp", vol)
+        for args in (("volume", "ls"), ("volume", "ls", "--format", "{{json .}}"), ("volume", "inspect", vol),
+                     ("volume", "inspect", "h4-nosuch"), ("volume", "rm", "h4-nosuch")):
+            b, d = both(*args)
+            assert (b.returncode, b.stdout, b.stderr.strip()) == \
+                (d.returncode, d.stdout, d.stderr.strip()), args
+        berth(daemon, "volume", "rm", vol)

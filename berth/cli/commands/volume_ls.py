@@ -70,17 +70,25 @@ class VolumeRow:
         from berth.cli.format import human_size
         return human_size(u["Size"], 4)
 
+    def _cluster(self, key: str) -> str:
+        """Cluster-volume fields; "N/A" for local volumes, as docker prints them."""
+        cv = self.v.get("ClusterVolume")
+        if not cv:
+            return "N/A"
+        return str((cv.get("Spec") or {}).get(key) or "")
+
     @property
     def Group(self) -> str:
-        return ((self.v.get("ClusterVolume") or {}).get("Spec") or {}).get("Group") or ""
+        return self._cluster("Group")
 
     @property
     def Availability(self) -> str:
-        return ((self.v.get("ClusterVolume") or {}).get("Spec") or {}).get("Availability") or ""
+        return self._cluster("Availability")
 
     @property
     def Status(self) -> str:
-        return ""
+        cv = self.v.get("ClusterVolume")
+        return "N/A" if not cv else str(((cv.get("PublishStatus") or [{}])[0] or {}).get("State") or "")
 
     def as_dict(self) -> dict:
         keys = ("Availability", "Driver", "Group", "Labels", "Links", "Mountpoint", "Name", "Scope", "Size",
