@@ -77,6 +77,9 @@ async def _running(engine, healthcheck: dict, cmd: str = "sleep 60") -> str:
         {"Image": "busybox", "Cmd": ["sh", "-c", cmd], "Healthcheck": healthcheck, "NetworkDisabled": True},
     )["Id"]
     await engine.start(cid)
+    stop_own = getattr(engine, "_stop_health", None)
+    if stop_own is not None:  # once the engine runs health checks itself, these tests drive their own
+        stop_own(cid)
     return cid
 
 
@@ -186,3 +189,65 @@ def test_no_healthcheck_and_none(engine):
         await engine.kill(cid)
 
     asyncio.run(go())
+
+
+def _wired() -> bool:
+    import berth.engine.engine as m
+
+    return "HealthMonitor" in open(m.__file__).read()
+
+
+@pytest.mark.skipif(not _wired(), reason="the engine does not start HealthMonitor yet")
+def test_docker_cli_health_through_berthd(tmp_path):
+    """Wired into the engine: docker run --health-*, ps shows (healthy), inspect, events."""
+    import json
+    import subprocess
+
+    from tests.e2e.daemon_fixture import Daemon
+
+    d = Daemon(str(tmp_path))
+    d.start()
+    try:
+        boot = subprocess.run(["curl", "-s", "--unix-socket", d.sock, "-X", "POST",
+                               "http://x/berth/images/bootstrap?name=busybox"], capture_output=True)
+        assert boot.returncode == 0
+        docker = ["docker", "-H", d.url]
+        since = subprocess.run(["date", "+%s"], capture_output=True, text=True).stdout.strip()
+        cid = subprocess.run(
+            [*docker, "run", "-d", "--network", "none", "--health-cmd", "test -f /tmp/ok",
+             "--health-interval", "200ms", "--health-retries", "2", "busybox", "sh", "-c",
+             "touch /tmp/ok; sleep 100"], capture_output=True, text=True, check=True).stdout.strip()
+
+        def state() -> dict:
+            out = subprocess.run([*docker, "inspect", cid], capture_output=True, text=True, check=True)
+            return json.loads(out.stdout)[0]["State"]
+
+        import time
+
+        for _ in range(100):
+            if (state().get("Health") or {}).get("Status") == "healthy":
+                break
+            time.sleep(0.1)
+        assert state()["Health"]["Status"] == "healthy"
+        ps = subprocess.run([*docker, "ps", "--format", "{{.Status}}", "--filter", f"id={cid}"],
+                            capture_output=True, text=True, check=True).stdout
+        assert "(healthy)" in ps
+        flt = subprocess.run([*docker, "ps", "-q", "--filter", "health=healthy"],
+                             capture_output=True, text=True, check=True).stdout
+        assert cid[:12] in flt
+        subprocess.run([*docker, "exec", cid, "rm", "/tmp/ok"], check=True)
+        for _ in range(100):
+            if state()["Health"]["Status"] == "unhealthy":
+                break
+            time.sleep(0.1)
+        assert state()["Health"]["Status"] == "unhealthy"
+        until = str(int(time.time()) + 1)
+        ev = subprocess.run([*docker, "events", "--since", since, "--until", until, "--filter",
+                             f"container={cid}", "--filter", "event=health_status", "--format",
+                             "{{.Action}}"], capture_output=True, text=True, timeout=5)
+        assert "health_status: healthy" in ev.stdout and "health_status: unhealthy" in ev.stdout
+        subprocess.run([*docker, "stop", "-t", "1", cid], check=True, capture_output=True)
+        assert state()["Status"] == "exited"
+        assert state()["Health"]["Status"] == "unhealthy"  # kept after the stop, as Docker
+    finally:
+        d.cleanup()
