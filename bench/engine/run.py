@@ -450,7 +450,7 @@ def main() -> None:
             for k in ("berth", "docker", "podman"):
                 v = vals.get(k)
                 cells.append(f"{v * scale:8.1f}" if v is not None else "       -")
-            ok = d and vals.get("docker") and "berth" in vals
+            ok = d and (vals.get("docker") or 0) > 0 and (vals.get("berth") or 0) > 0
             ratio = f"{vals['berth'] / vals['docker']:8.2f}x" if ok else "        -"
             print(f"  {label:<42} {'  '.join(cells)} {unit}   {ratio}   {goal}")
 
@@ -459,6 +459,8 @@ def main() -> None:
             row("run --rm, default bridge (median)", bridge, "ms", "<= 0.25x")
             netcost = {k: bridge[k] - none[k] for k in bridge}
             row("  network set-up cost (bridge - none)", netcost, "ms", "")
+            if any(v <= 0 for v in netcost.values()):
+                print("    (a negative network cost means the load changed between the two series: rerun)")
         if mem:
             per = {k: v["per"] / 1024 for k, v in mem.items() if v}
             row(f"memory per running container ({args.containers})", per, "MiB", "<= 0.5x", scale=1.0)
