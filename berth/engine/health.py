@@ -78,6 +78,27 @@ class HealthConfig:
         )
 
 
+def validate(hc: dict | None) -> None:
+    """moby's validateHealthCheck at create: durations 0 or >= 1ms, Retries not negative."""
+    from berth.errors import InvalidArgument
+
+    if not hc:
+        return
+    for key in ("Interval", "Timeout", "StartPeriod", "StartInterval"):
+        try:
+            v = int(hc.get(key) or 0)
+        except (TypeError, ValueError):
+            raise InvalidArgument(f"invalid {key} in Healthcheck: {hc.get(key)!r}") from None
+        if v != 0 and v < 1_000_000:
+            raise InvalidArgument(f"{key} in Healthcheck cannot be less than 1ms")
+    try:
+        retries = int(hc.get("Retries") or 0)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"invalid Retries in Healthcheck: {hc.get('Retries')!r}") from None
+    if retries < 0:
+        raise InvalidArgument("Retries in Healthcheck cannot be negative")
+
+
 def rfc3339(t: float) -> str:
     """Docker's timestamp with nanoseconds (``2024-01-02T03:04:05.123456789Z``)."""
     sec = int(t)

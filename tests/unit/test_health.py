@@ -18,6 +18,7 @@ from berth.engine.health import (
     HealthState,
     _go_duration,
     rfc3339,
+    validate,
 )
 
 S = 1_000_000_000
@@ -46,6 +47,20 @@ def test_config_test_forms():
     assert HealthConfig.from_config({"Test": ["CMD", "ls", "-l"]}).argv == ("ls", "-l")
     for none in (None, {}, {"Test": []}, {"Test": ["NONE"]}, {"Test": ["CMD"]}):
         assert HealthConfig.from_config(none) is None
+
+
+def test_validate_as_moby():
+    from berth.errors import InvalidArgument
+
+    validate(None)
+    validate({"Test": ["CMD", "true"], "Interval": 0, "Timeout": 1_000_000, "Retries": 0})
+    for key in ("Interval", "Timeout", "StartPeriod", "StartInterval"):
+        with pytest.raises(InvalidArgument, match=f"^{key} in Healthcheck cannot be less than 1ms$"):
+            validate({key: 999_999})
+    with pytest.raises(InvalidArgument, match="Retries in Healthcheck cannot be negative"):
+        validate({"Retries": -1})
+    with pytest.raises(InvalidArgument):
+        validate({"Interval": "soon"})
 
 
 # ---------------------------------------------------------------- state machine
