@@ -125,8 +125,12 @@ def _lookup(obj: Any, name: str) -> Any:
     return attr() if callable(attr) and not isinstance(attr, type) else attr
 
 
+_GO_HTML_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
 def _json(v: Any) -> str:
-    return json.dumps(_plain(v), separators=(",", ":"), ensure_ascii=False)
+    """Go's json.Marshal: compact, UTF-8 kept, and ``<``, ``>``, ``&`` escaped (as the docker CLI prints)."""
+    return json.dumps(_plain(v), separators=(",", ":"), ensure_ascii=False).translate(_GO_HTML_ESCAPES)
 
 
 def _plain(v: Any) -> Any:

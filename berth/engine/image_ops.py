@@ -41,7 +41,8 @@ class ImageOps:
         img = self._get_image(name)
         target = f"{repo}:{tag}" if tag else repo
         self.images.tag(name, target)
-        self.bus.emit("image", "tag", img.id, {"name": target})
+        from berth.oci import reference
+        self.bus.emit("image", "tag", img.id, {"name": reference.familiar(target)})   # as Docker: x:1
 
     def remove_image(self, name: str, force: bool = False, noprune: bool = False) -> list[dict]:
         img = self._get_image(name)

@@ -328,14 +328,30 @@ class NetworkOps:
         self.bus.emit("network", "disconnect", n.id, {"name": n.name, "container": c.id, "type": n.driver})
 
     def prune_networks(self, filters: dict[str, list[str]] | None = None) -> dict:
+        """``docker network prune``: unused custom networks; filters ``until``, ``label``, ``label!``."""
+        from berth.engine.build_ops import until_time
+
+        filters = {k: v for k, v in (filters or {}).items() if v}
+        unknown = sorted(set(filters) - {"until", "label", "label!"})
+        if unknown:
+            raise InvalidArgument(f"invalid filter '{unknown[0]}'")
+        until = until_time(filters["until"][0]) if filters.get("until") else None
         deleted = []
         for n in self._net().list():
             if n.name in PREDEFINED or self.net.endpoints(network=n.id):
                 continue
+            if until is not None and n.created >= until:
+                continue
+            if not all(_label_match(n.labels, lw) for lw in filters.get("label", [])):
+                continue
+            if any(_label_match(n.labels, lw) for lw in filters.get("label!", [])):
+                continue
             if any(net_mode(c.host_config) in (n.name, n.id) for c in self.containers.all()):
                 continue
             self.net.remove_network(n.id)
+            self.bus.emit("network", "destroy", n.id, {"name": n.name, "type": n.driver})
             deleted.append(n.name)
+        self.bus.emit("network", "prune", "", {"reclaimed": "0"})
         return {"NetworksDeleted": deleted or None}
 
 
@@ -366,3 +382,8 @@ def _rfc(ts: float) -> str:
     ns = int(ts * 1e9)
     s, n = divmod(ns, 1_000_000_000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{n:09d}Z"
+
+
+def _label_match(labels: dict[str, str], want: str) -> bool:
+    k, eq, v = want.partition("=")
+    return k in labels and (not eq or labels[k] == v)

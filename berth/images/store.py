@@ -514,6 +514,8 @@ class ImageStore:
                 continue
             if not self._match(img, filters):
                 continue
+            if filters.get("reference") and img.repo_tags:
+                tags = [t for t in tags if _ref_match(t, filters["reference"])]   # moby keeps only these
             layers = sizes[img.id]
             total = sum(s for _, s in layers)
             shared = sum(s for c, s in layers if chain_users.get(c, 0) > 1)
@@ -533,16 +535,8 @@ class ImageStore:
     def _match(self, img: Image, filters: dict[str, list[str]]) -> bool:
         """The reference and label filters (dangling is the caller's)."""
         pats = filters.get("reference", [])
-        if pats:
-            names = img.repo_tags
-            ok = False
-            for pat in pats:
-                for n in names:
-                    repo = n.rsplit(":", 1)[0]
-                    if fnmatch.fnmatchcase(n, pat) or fnmatch.fnmatchcase(repo, pat):
-                        ok = True
-            if not ok:
-                return False
+        if pats and not any(_ref_match(n, pats) for n in img.repo_tags):
+            return False
         labels_wanted = filters.get("label", [])
         if labels_wanted:
             labels = self._labels(img)
@@ -725,6 +719,7 @@ class ImageStore:
             res = self.gc()
             deleted.extend({"Deleted": s} for s in getattr(res, "removed_snapshots", [])
                            if _digest.is_digest(s) and {"Deleted": s} not in deleted)
+            reclaimed = max(reclaimed, int(getattr(res, "reclaimed_bytes", 0) or 0))
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     def gc_roots(self) -> tuple[set[str], set[str]]:
@@ -797,3 +792,9 @@ def _empty_container_config() -> dict:
 
 
 __all__ = ["Image", "ImageStore", "parse_time", "rfc3339"]
+
+
+def _ref_match(name: str, patterns: list[str]) -> bool:
+    """A familiar ``repo:tag`` against ``reference`` filter globs (whole name or repository)."""
+    repo = name.rsplit(":", 1)[0]
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(repo, p) for p in patterns)

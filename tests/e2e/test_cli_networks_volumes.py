@@ -119,21 +119,27 @@ def test_network_lifecycle(daemon, client):
 
 
 def test_network_internal_and_prune(daemon, client):
-    internal, unused = uniq("h4i"), uniq("h4u")
+    internal, unused, labelled = uniq("h4i"), uniq("h4u"), uniq("h4l")
+    since = f"{time.time() - 1:.3f}"
     berth(daemon, "network", "create", "--internal", internal)
     berth(daemon, "network", "create", unused)
+    berth(daemon, "network", "create", "--label", "keep=1", labelled)
     assert out(berth(daemon, "network", "inspect", "-f", "{{.Internal}}", internal)) == "true\n"
     ctr = client.containers.run("busybox", ["sleep", "60"], detach=True, network=internal, name=uniq("h4c"))
     try:
         p = berth(daemon, "network", "prune", input=b"n\n")
         assert out(p).endswith("Are you sure you want to continue? [y/N] ")
         assert unused in out(berth(daemon, "network", "ls", "--format", "{{.Name}}"))
-        p = berth(daemon, "network", "prune", "-f")
+        p = berth(daemon, "network", "prune", "-f", "--filter", "label!=keep")
         deleted = out(p).splitlines()
         assert deleted[0] == "Deleted Networks:" and unused in deleted and internal not in deleted
+        assert labelled not in deleted
+        events = out(berth(daemon, "events", "--since", since, "--until", f"{time.time() + 1:.3f}",
+                           "--filter", "type=network", "--format", "{{.Action}} {{.Actor.Attributes.name}}"))
+        assert f"destroy {unused}" in events.splitlines() and "prune <no value>" in events.splitlines()
     finally:
         ctr.remove(force=True)
-    berth(daemon, "network", "rm", internal)
+    berth(daemon, "network", "rm", internal, labelled)
 
 
 def test_events(daemon, client):

@@ -56,6 +56,8 @@ def test_template_fields_and_functions():
     assert t('{{index .Labels "com.x"}}') == "v"
     assert t("{{json .State}}") == '{"Running":true,"Pid":42}'
     assert t("{{json .Config.Env}}") == "null"
+    assert Template("{{json .}}").execute({"ID": "<missing>", "C": "a&b"}) == \
+        '{"ID":"\\u003cmissing\\u003e","C":"a\\u0026b"}'   # Go's json.Marshal HTML escapes
     assert t("{{.Missing}}") == "<no value>"
     assert t("{{.Labels}}") == "map[b:2 com.x:v]"
     assert t("{{.Args}} {{len .Args}}") == "[-c echo] 2"

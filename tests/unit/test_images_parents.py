@@ -140,7 +140,7 @@ def test_prune_keeps_intermediate_images(env):
     assert head.id in deleted and loose.id in deleted
     assert s2.id not in deleted and s1.id not in deleted  # parents of app:1
     assert all(store.exists(i.id) for i in (base, s1, s2, app, kept))
-    assert res["SpaceReclaimed"] == 0  # nothing was unpacked (no snapshotter)
+    assert res["SpaceReclaimed"] > 0  # no snapshots here, but the deleted images' blobs were freed
     assert store.prune()["ImagesDeleted"] is None
     # prune -a: the unused named images go, and with them their untagged parents
     res = store.prune(all=True)

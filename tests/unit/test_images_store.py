@@ -114,6 +114,9 @@ def test_list_sizes_shared_unique(env):
     assert [s["Id"] for s in store.list()] == [b.id, a.id]  # newest first
     assert [s["Id"] for s in store.list(filters={"reference": ["a"]})] == [a.id]
     assert store.list(filters={"reference": ["zz*"]}) == []
+    store.tag("a", "other:2")
+    assert [s["RepoTags"] for s in store.list(filters={"reference": ["a"]})] == [["a:latest"]]  # as moby
+    assert sorted(store.list(filters={"reference": ["*"]})[1]["RepoTags"]) == ["a:latest", "other:2"]
 
 
 def test_inspect_and_history(env):
