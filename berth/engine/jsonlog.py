@@ -1,8 +1,10 @@
 """Docker's json-file log format: one JSON object per line, with size-based rotation.
 
 Line: ``{"log":"hi\\n","stream":"stdout","time":"2024-01-02T03:04:05.123456789Z"}``.
-Rotation: when the file would exceed ``max_size`` bytes, ``log`` → ``log.1`` → … up to
-``max_file - 1`` rotated files (``max_file=1`` truncates in place).
+Rotation (as moby's jsonfilelog): before a record that would take the file past ``max_size``
+bytes, ``log`` → ``log.1`` → … up to ``max_file - 1`` rotated files (``max_file=1`` truncates in
+place); so a file holds at most ``max_size`` bytes, or one record when a single record is larger.
+A ``Follower`` reads a log as it grows, across any number of rotations.
 """
 
 from __future__ import annotations
@@ -51,16 +53,33 @@ class JSONLogWriter:
         self._size = os.fstat(self._fd).st_size
 
     def write(self, stream: str, data: bytes, ts_ns: int | None = None) -> None:
-        """Write one record per line of data (a partial last line is written as is)."""
+        """Write one record per line of data (a partial last line is written as is).
+
+        Records go out in as few writes as rotation allows: one per file they land in.
+        """
         ts = format_time(ts_ns if ts_ns is not None else time.time_ns())
-        out = []
+        batch: list[bytes] = []
+        batch_size = 0
         for line in data.splitlines(keepends=True):
-            out.append(json.dumps({"log": line.decode("utf-8", "replace"), "stream": stream,
-                                   "time": ts}, ensure_ascii=False, separators=(",", ":")) + "\n")
-        blob = "".join(out).encode()
-        if self.max_size and self._size + len(blob) > self.max_size and self._size > 0:
-            self._rotate()
-        os.write(self._fd, blob)
+            rec = (json.dumps({"log": line.decode("utf-8", "replace"), "stream": stream, "time": ts},
+                              ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+            if self.max_size and self._size + batch_size + len(rec) > self.max_size \
+                    and self._size + batch_size > 0:
+                self._flush(batch)
+                batch, batch_size = [], 0
+                self._rotate()
+            batch.append(rec)
+            batch_size += len(rec)
+        self._flush(batch)
+
+    def _flush(self, batch: list[bytes]) -> None:
+        if not batch:
+            return
+        blob = b"".join(batch)
+        view = memoryview(blob)
+        while view:  # a regular file takes it all at once, short of ENOSPC/EFBIG (which raise)
+            n = os.write(self._fd, view)
+            view = view[n:]
         self._size += len(blob)
 
     def _rotate(self) -> None:
@@ -144,3 +163,102 @@ def follow(path: str, offset: int) -> tuple[list[LogRecord], int]:
     end = data.rfind(b"\n") + 1
     recs = [r for r in (_parse(line) for line in data[:end].splitlines()) if r is not None]
     return recs, offset + end
+
+
+class Follower:
+    """Follows a json-file log from its current end, across rotations, by file identity (inode).
+
+    ``poll()`` returns the complete records written since the last call. When the log was rotated
+    (once or many times) since, the rest of the file being read is drained, then every newer file
+    in order, then the live one; when the log is gone (container removed) the open file is read to
+    its end. A file that rotated out of existence before it was drained is lost (as with Docker).
+    """
+
+    def __init__(self, path: str, *, from_start: bool = False) -> None:
+        self.path = path
+        self._f = None
+        self._offset = 0
+        try:
+            self._f = open(path, "rb")  # noqa: SIM115 - kept across polls; close() closes it
+            if not from_start:
+                self._offset = os.fstat(self._f.fileno()).st_size
+        except OSError:
+            pass
+
+    def poll(self) -> list[LogRecord]:
+        out: list[LogRecord] = []
+        if self._f is None:  # the log did not exist yet
+            try:
+                self._f = open(self.path, "rb")  # noqa: SIM115
+            except OSError:
+                return out
+            self._offset = 0
+        out += self._drain()
+        for _ in range(8):  # retried while the log rotates under us
+            newer = self._open_newer()
+            if newer is None:
+                continue
+            if not newer:
+                return out  # not rotated, or removed: keep the open file
+            out += self._drain()  # appended after the first drain, before the rotation
+            self._f.close()
+            for f in newer[:-1]:
+                out += _complete_records(f.read())
+                f.close()
+            self._f, self._offset = newer[-1], 0
+            out += self._drain()
+            return out
+        return out
+
+    def _drain(self) -> list[LogRecord]:
+        assert self._f is not None
+        if os.fstat(self._f.fileno()).st_size < self._offset:
+            self._offset = 0  # truncated in place (max-file 1)
+        self._f.seek(self._offset)
+        data = self._f.read()
+        end = data.rfind(b"\n") + 1
+        self._offset += end
+        return _complete_records(data[:end])
+
+    def _open_newer(self) -> list | None:
+        """The files newer than ours, opened, oldest first and the live log last; [] when there
+        are none; None when the names moved while opening them (try again)."""
+        assert self._f is not None
+        mine = os.fstat(self._f.fileno()).st_ino
+        live = _ino(self.path)
+        if live is None or live == mine:
+            return []
+        listed = [(self.path, live)]
+        i = 1
+        while (ino := _ino(f"{self.path}.{i}")) is not None and ino != mine:
+            listed.append((f"{self.path}.{i}", ino))  # ours missing: dropped, every file is newer
+            i += 1
+        files = []
+        for name, ino in reversed(listed):
+            try:
+                f = open(name, "rb")  # noqa: SIM115 - handed to poll()
+            except OSError:
+                f = None
+            if f is None or os.fstat(f.fileno()).st_ino != ino:
+                for g in files + ([f] if f else []):
+                    g.close()
+                return None
+            files.append(f)
+        return files
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+def _ino(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _complete_records(data: bytes) -> list[LogRecord]:
+    end = data.rfind(b"\n") + 1
+    return [r for r in (_parse(line) for line in data[:end].splitlines()) if r is not None]
