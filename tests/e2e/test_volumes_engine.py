@@ -204,3 +204,49 @@ def test_volume_state_survives_engine_restart(engine, tmp_path):
         eng2.remove_volume("kept")
 
     asyncio.run(after())
+
+
+def test_docker_cli_volume_commands(tmp_path):
+    """The docker CLI's volume verbs and -v/--mount through a private berthd."""
+    import shutil
+    import subprocess
+
+    from tests.e2e.daemon_fixture import Daemon
+    from tests.e2e.test_daemon import _bootstrap
+
+    if shutil.which("docker") is None:
+        pytest.skip("docker CLI not installed")
+    d = Daemon(str(tmp_path / "d"))
+    os.makedirs(d.base)
+    d.start()
+    env = {**os.environ, "DOCKER_HOST": d.url}
+    env.pop("DOCKER_CONTEXT", None)
+
+    def dk(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+        r = subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=60)
+        if ok:
+            assert r.returncode == 0, (args, r.stdout, r.stderr)
+        return r
+
+    try:
+        _bootstrap(d)
+        assert dk("volume", "create", "--label", "team=a", "v1").stdout.strip() == "v1"
+        dk("run", "--rm", "--network", "none", "-v", "v1:/d", "busybox", "sh", "-c", "echo kept > /d/f")
+        out = dk("run", "--rm", "--network", "none", "--mount", "type=volume,src=v1,dst=/d,readonly",
+                 "busybox", "sh", "-c", "cat /d/f; touch /d/g 2>/dev/null || echo ro").stdout
+        assert out == "kept\nro\n"
+        assert dk("volume", "ls", "-q", "--filter", "label=team=a").stdout.split() == ["v1"]
+        assert '"team": "a"' in dk("volume", "inspect", "v1").stdout
+        dk("create", "--name", "holder", "-v", "v1:/d", "busybox", "true")
+        r = dk("volume", "rm", "v1", ok=False)
+        assert r.returncode != 0 and "in use" in r.stderr
+        dk("rm", "holder")
+        dk("run", "--rm", "--network", "none", "-v", "/anon", "busybox", "true")
+        assert dk("volume", "ls", "-q").stdout.split() == ["v1"]  # --rm took the anonymous one
+        dk("volume", "prune", "-f")
+        assert dk("volume", "ls", "-q").stdout.split() == ["v1"]  # named ones need --all
+        dk("volume", "prune", "-af")
+        assert dk("volume", "ls", "-q").stdout.split() == []
+    finally:
+        d.cleanup()
+    assert mounts_under(str(tmp_path)) == []
