@@ -160,6 +160,21 @@ def _free_port() -> int:
     return port
 
 
+# ------------------------------------------------------------------------------------ version / info
+
+
+def test_version_and_info(dk):
+    out = dk.out("version")
+    server = out[out.index("Server:"):]
+    fields = dict(re.findall(r"^[ \t]+([A-Za-z/ ]+):[ \t]*(.*)$", server, re.M))
+    assert fields["API version"] == "1.44 (minimum version 1.24)"
+    assert fields["OS/Arch"] == "linux/" + {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine,
+                                                                                      os.uname().machine)
+    assert fields["Experimental"] == "false" and fields["Version"]
+    info = dk.out("info", "--format", "{{.ServerVersion}}|{{.OSType}}|{{.CgroupDriver}}|{{.Images}}")
+    assert info.startswith(fields["Version"] + "|linux|cgroupfs|") and int(info.split("|")[3]) >= 1
+
+
 # ---------------------------------------------------------------------------------------------- run
 
 

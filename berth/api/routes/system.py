@@ -23,8 +23,21 @@ async def ping(req: Request, engine) -> Response:
                     content_type="text/plain; charset=utf-8")
 
 
+_ENGINE_DETAILS = ("ApiVersion", "MinAPIVersion", "GitCommit", "GoVersion", "Os", "Arch", "KernelVersion",
+                   "BuildTime")
+
+
 async def version(req: Request, engine) -> Response:
-    return json_response(engine.version())
+    """The Engine component's Details carry every field `docker version` prints, as strings."""
+    v = engine.version()
+    for comp in v.get("Components") or []:
+        if comp.get("Name") == "Engine":
+            details = comp.setdefault("Details", {})
+            for key in _ENGINE_DETAILS:
+                if key in v:
+                    details[key] = str(v[key])
+            details.setdefault("Experimental", "false")
+    return json_response(v)
 
 
 async def info(req: Request, engine) -> Response:
