@@ -6,6 +6,7 @@ DOCKER_CONFIG, and removes what it created. Outputs are compared in the shape do
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
@@ -13,8 +14,10 @@ import re
 import select
 import signal
 import socket
+import struct
 import subprocess
 import tarfile
+import termios
 import time
 
 import pytest
@@ -97,6 +100,10 @@ class PtySession:
             finally:
                 os._exit(127)
         self.buf = b""
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Set the terminal size; the kernel sends SIGWINCH to docker (the foreground group)."""
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
     def expect(self, needle: bytes, timeout: float = 20) -> bytes:
         deadline = time.monotonic() + timeout
@@ -207,6 +214,15 @@ def test_run_it_under_pty(dk):
     assert b"tty; echo $((6*7))" in out  # the terminal echoes what was typed
     assert b"/dev/pts/0\r\n" in out
     s.expect(b"# ", timeout=10)
+    s.resize(37, 111)  # docker forwards the new size (POST /containers/{id}/resize)
+    for _ in range(50):
+        s.buf = b""
+        s.send(b"stty size\r")
+        if b"37 111\r\n" in s.expect(b"# "):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"size not forwarded: {s.buf!r}")
     s.send(b"exit 7\r")
     assert s.wait() == 7
     assert dk.out("ps", "-aq") == ""
@@ -238,9 +254,18 @@ def test_exec(dk):
         == "1000\n/tmp\nb\n"
     assert dk("exec", name, "nosuch", check=False).returncode == 127
     s = dk.pty("exec", "-it", name, "sh")
+    s.resize(25, 91)  # before the first prompt: the exec starts with it or gets it at once
     s.expect(b"# ")
     s.send(b"tty\r")
     assert re.search(rb"/dev/pts/\d+\r\n", s.expect(b"/dev/pts/"))
+    for _ in range(50):
+        s.buf = b""
+        s.send(b"stty size\r")
+        if b"25 91\r\n" in s.expect(b"# "):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"exec size not forwarded: {s.buf!r}")
     s.send(b"exit 9\r")
     assert s.wait() == 9
     dk("stop", "-t", "1", name)
