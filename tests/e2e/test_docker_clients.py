@@ -206,6 +206,44 @@ def test_run_detached_named(dk):
     assert f'Conflict. The container name "/{name}" is already in use by container "{cid}"' in r.stderr
 
 
+def test_run_stdin_create_start_kill_restart(dk):
+    assert dk.out("run", "-i", "--rm", "busybox", "cat", input="piped\nlines\n") == "piped\nlines\n"
+    name = dk.name("created")
+    cid = dk.out("create", "--name", name, "busybox", "sh", "-c", "echo created-run; exit 2").strip()
+    assert ID64.match(cid) and dk.out("inspect", "-f", "{{.State.Status}}", name) == "created\n"
+    r = dk("start", "-a", name, check=False)
+    assert (r.returncode, r.stdout) == (2, "created-run\n")
+    sig = dk.name("sig")
+    dk("run", "-d", "--name", sig, "busybox", "sh", "-c",
+       'trap "echo got-usr1" USR1; while true; do sleep 0.1; done')
+    assert dk.out("kill", "-s", "USR1", sig) == sig + "\n"
+    for _ in range(50):
+        if dk.out("logs", sig) == "got-usr1\n":
+            break
+        time.sleep(0.1)
+    assert dk.out("logs", sig) == "got-usr1\n"
+    pid = dk.out("inspect", "-f", "{{.State.Pid}}", sig)
+    assert dk.out("restart", "-t", "1", sig) == sig + "\n"
+    assert dk.out("inspect", "-f", "{{.State.Running}} {{.RestartCount}}", sig) == "true 0\n"
+    assert dk.out("inspect", "-f", "{{.State.Pid}}", sig) != pid
+    dk("kill", sig)
+    assert dk.out("wait", sig) == "137\n"
+    out = dk.out("container", "prune", "-f").splitlines()
+    assert out[0] == "Deleted Containers:" and cid in out and out[-1].startswith("Total reclaimed space:")
+    assert dk.out("ps", "-aq") == ""
+
+
+def test_tty_output_and_logs(dk):
+    raw = subprocess.run([dk.binary, "run", "-t", "--rm", "busybox", "sh", "-c", "echo tty-out"], env=dk.env,
+                         capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert (raw.returncode, raw.stdout) == (0, b"tty-out\r\n")  # the pty's line discipline, unframed
+    name = dk.name("ttylog")
+    dk("run", "-d", "-t", "--name", name, "busybox", "sh", "-c", "echo ttylog; echo err >&2")
+    assert dk.out("wait", name) == "0\n"
+    raw = subprocess.run([dk.binary, "logs", name], env=dk.env, capture_output=True, timeout=60)
+    assert raw.stdout == b"ttylog\r\nerr\r\n" and raw.stderr == b""  # one stream with a tty
+
+
 def test_run_it_under_pty(dk):
     s = dk.pty("run", "-it", "--rm", "busybox", "sh")
     s.expect(b"# ")
