@@ -278,6 +278,26 @@ def test_run_it_detach_keys(dk):
     assert dk.out("exec", name, "echo", "still") == "still\n"
 
 
+def test_attach_detach_and_exit(dk):
+    name = dk.name("attach")
+    dk("run", "-dit", "--name", name, "busybox", "sh")
+    s = dk.pty("attach", name)
+    s.send(b"echo attached-$((1+1))\r")
+    s.expect(b"attached-2\r\n")
+    s.send(b"\x10\x11")  # as docker: attach reports the detach as an error, exit 1
+    assert s.wait() == 1 and b"read escape sequence" in s.buf
+    assert dk.out("inspect", "-f", "{{.State.Running}}", name) == "true\n"
+    s = dk.pty("attach", "--detach-keys", "ctrl-x", name)
+    s.send(b"echo again\r")
+    s.expect(b"again\r\n")
+    s.send(b"\x18")
+    assert s.wait() == 1 and b"read escape sequence" in s.buf
+    s = dk.pty("attach", name)
+    s.send(b"exit 4\r")
+    assert s.wait() == 4
+    assert dk.out("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name) == "exited 4\n"
+
+
 # --------------------------------------------------------------------------------------------- exec
 
 
@@ -349,6 +369,19 @@ def test_logs(dk):
     stamp = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z "
     assert [re.sub(stamp, "", ln) for ln in r.stdout.splitlines()] == ["line4", "line5"]
     assert re.match(stamp + "err\n$", r.stderr), r.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="containers.py logs() → engine.logs() carry since/until as float "
+                   "seconds, ~240 ns apart at today's epoch: a record at exactly --since/--until (inclusive "
+                   "in moby) drops out; system.time_arg_ns gives exact ns for the route and engine to use")
+def test_logs_since_until_exact_record_times(dk):
+    name = dk.name("logtimes")
+    dk("run", "--name", name, "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo t$i; sleep 0.02; done")
+    stamped = [ln.split(" ", 1) for ln in dk.out("logs", "-t", name).splitlines()]
+    assert [text for _, text in stamped] == ["t1", "t2", "t3", "t4", "t5"]
+    for ts, text in stamped:
+        assert dk.out("logs", "--since", ts, "--until", ts, name) == text + "\n", ts
+    assert dk.out("logs", "--since", stamped[3][0], name) == "t4\nt5\n"
 
 
 def test_logs_follow_until_exit(dk):

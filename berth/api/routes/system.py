@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from berth.api.http import Request, Response, json_response
 from berth.api.router import Router
 from berth.errors import InvalidArgument
 
+_RFC3339_FRAC = re.compile(r"T\d\d:\d\d:\d\d\.(\d+)")
 _PING_HEADERS = [("Cache-Control", "no-cache, no-store, must-revalidate"), ("Pragma", "no-cache"),
                  ("Builder-Version", "1"), ("Swarm", "inactive")]
 
@@ -57,6 +60,25 @@ def time_arg(value: str | None, name: str) -> float | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         raise InvalidArgument(f"invalid {name} value {value!r}") from None
+
+
+def time_arg_ns(value: str | None, name: str) -> int | None:
+    """since/until as exact integer nanoseconds ("sec.nanos" as the docker CLI sends, or RFC 3339).
+
+    A float cannot hold nanoseconds at today's epoch (about 240 ns apart), so a record whose time
+    is exactly `since` or `until` (both inclusive in moby) can fall out of the window.
+    """
+    if value is None or value == "":
+        return None
+    sec, dot, frac = value.partition(".")
+    if sec.lstrip("-").isdigit() and (not dot or frac.isdigit()):
+        ns = int((frac + "000000000")[:9]) if dot else 0
+        return int(sec) * 1_000_000_000 + (ns if not sec.startswith("-") else -ns)
+    m = _RFC3339_FRAC.search(value)
+    whole = value if m is None else value[:m.start(1) - 1] + value[m.end(1):]  # seconds: exact in a float
+    t = time_arg(whole, name)
+    assert t is not None
+    return int(t) * 1_000_000_000 + (int((m.group(1) + "000000000")[:9]) if m else 0)
 
 
 async def events(req: Request, engine) -> None:
