@@ -652,6 +652,17 @@ def test_diff_of_untouched_container_is_empty(dk):
 def test_networks(dk):
     net = dk.name("net")
     nid = dk.out("network", "create", net).strip()
+    try:
+        _check_network(dk, net, nid)
+    finally:
+        dk("rm", "-f", dk.name("onnet"), check=False)
+        dk("network", "rm", net, check=False)  # a failed test leaves no bridge behind
+    r = dk("network", "rm", net, check=False)
+    assert r.returncode == 1  # 20.10 words a 404 itself
+    assert f"network {net} not found" in r.stderr or f"No such network: {net}" in r.stderr, r.stderr
+
+
+def _check_network(dk, net: str, nid: str) -> None:
     assert ID64.match(nid)
     lines = dk.out("network", "ls").splitlines()
     assert re.split(r"\s{2,}", lines[0]) == ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
@@ -664,11 +675,10 @@ def test_networks(dk):
     (info,) = json.loads(dk.out("network", "inspect", net))
     assert info["Name"] == net and info["Driver"] == "bridge"
     assert [c["Name"] for c in info["Containers"].values()] == [name]
+    r = dk("network", "rm", net, check=False)
+    assert r.returncode == 1 and "has active endpoints" in r.stderr, r.stderr
     dk("rm", "-f", name)
     assert dk.out("network", "rm", net) == net + "\n"
-    r = dk("network", "rm", net, check=False)
-    assert r.returncode == 1  # 20.10 words a 404 itself
-    assert f"network {net} not found" in r.stderr or f"No such network: {net}" in r.stderr, r.stderr
 
 
 def test_volumes(dk):
