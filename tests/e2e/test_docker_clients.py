@@ -18,6 +18,7 @@ import struct
 import subprocess
 import tarfile
 import termios
+import threading
 import time
 
 import pytest
@@ -718,3 +719,38 @@ def test_events_since_until(dk):
                     plain.strip()), plain
     # a window long before the daemon started is empty, and returns at once
     assert dk.out("events", "--since", "1000", "--until", "2000", timeout=30) == ""
+
+
+def test_events_live_stream(dk):
+    name = dk.name("evlive")
+    p = subprocess.Popen([dk.binary, "events", "--filter", f"container={name}", "--format", "{{.Action}}"],
+                         env=dk.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(30, p.kill)  # a stream that never delivers fails the test, not hangs it
+    watchdog.start()
+    try:
+        time.sleep(0.5)  # let it subscribe (nothing to see before `since`-less streams start)
+        dk("run", "--rm", "--name", name, "busybox", "true")
+        seen = []
+        while "destroy" not in seen:  # each event arrives as it happens (the stream is flushed)
+            line = p.stdout.readline()
+            assert line, (seen, p.stderr.read() if p.poll() is not None else "")
+            seen.append(line.strip())
+        assert [a for a in seen if a in ("create", "start", "die", "destroy")] == ["create", "start", "die",
+                                                                                   "destroy"]
+    finally:
+        watchdog.cancel()
+        p.kill()
+        p.wait()
+
+
+@pytest.mark.xfail(strict=True, reason="engine stop: no `kill` events (moby logs kill signal=15, then kill "
+                   "signal=9 after the timeout, before die and stop)")
+def test_events_of_a_stop(dk):
+    name = dk.name("evstop")
+    since = time.time()
+    dk("run", "-d", "--name", name, "busybox", "sleep", "300")  # PID 1 ignores SIGTERM
+    dk("stop", "-t", "1", name)
+    out = dk.out("events", "--since", f"{since:.3f}", "--until", f"{time.time() + 0.5:.3f}", "--filter",
+                 f"container={name}", "--format", "{{.Action}} {{.Actor.Attributes.signal}}", timeout=30)
+    actions = [ln.strip() for ln in out.splitlines() if ln.split()[0] in ("kill", "die", "stop")]
+    assert actions == ["kill 15", "kill 9", "die <no value>", "stop <no value>"], out
