@@ -118,8 +118,6 @@ def test_rotation_keeps_max_files_and_reads_the_tail(daemon, client):
     assert client.api.logs(cid, tail=5).decode().splitlines() == [_line(i) for i in range(n - 5, n)]
 
 
-@pytest.mark.xfail(strict=True, reason="engine.py logs()/_follow_file: when the log rotates more than once "
-                   "between two polls, the files in between are skipped (jsonlog.Follower handles it)")
 def test_follow_across_rotations(daemon, client):
     """`logs -f` from the start of a container that rotates many times: every line once, in order."""
     n = 3000
