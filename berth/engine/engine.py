@@ -1036,14 +1036,9 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         path = self._paths(c)["log"]
         since_ns = int((since or 0) * 1e9)
         until_ns = int((until or 0) * 1e9)
-        logf = None
-        offset = 0
-        if follow:  # opened and measured before the read: what is written meanwhile is followed
-            try:
-                logf = open(path, "rb")  # noqa: SIM115 - kept across the follow loop
-                offset = os.fstat(logf.fileno()).st_size
-            except OSError:
-                logf = None
+        # opened at its end before the read: what is written meanwhile is followed, not lost;
+        # it follows rotations by inode and reads the log to its end after a remove
+        follower = jsonlog.Follower(path) if follow else None
         recs = await asyncio.to_thread(
             jsonlog.read_records,
             path,
@@ -1065,7 +1060,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
                     running = cur.state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
                 except NotFound:  # removed (docker run --rm reads its logs after the remove)
                     running = False
-                new, logf, offset = await asyncio.to_thread(_follow_file, path, logf, offset)
+                new = await asyncio.to_thread(follower.poll)
                 for r in new:
                     if until_ns and r.time_ns > until_ns:
                         return
@@ -1078,8 +1073,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
                     return
                 await asyncio.sleep(0.1)
         finally:
-            if logf is not None:
-                logf.close()
+            follower.close()
 
     async def attach(
         self, id: str, io, *, stdin: bool, stdout: bool, stderr: bool, logs: bool, stream: bool
@@ -1399,37 +1393,6 @@ def _log_item(r: jsonlog.LogRecord, stdout: bool, stderr: bool, timestamps: bool
     if timestamps:
         data = r.raw_time.encode() + b" " + data
     return stream, data
-
-
-def _follow_file(path: str, f, offset: int) -> tuple[list[jsonlog.LogRecord], object, int]:
-    """Records appended to the open log file f since offset. The file is followed by its open
-    descriptor, so it can be read to its end after the container (and its log) was removed;
-    when the log was rotated, the old file is drained and the new one opened."""
-    out: list[jsonlog.LogRecord] = []
-    if f is None:
-        try:
-            f = open(path, "rb")  # noqa: SIM115 - the caller closes it
-        except OSError:
-            return out, None, 0
-        offset = 0
-    while True:
-        f.seek(offset)
-        data = f.read()
-        end = data.rfind(b"\n") + 1
-        out += [r for r in (jsonlog._parse(line) for line in data[:end].splitlines()) if r is not None]
-        offset += end
-        try:
-            rotated = os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
-        except OSError:
-            return out, f, offset  # removed: keep reading the open file
-        if not rotated:
-            return out, f, offset
-        f.close()
-        try:
-            f = open(path, "rb")  # noqa: SIM115
-        except OSError:
-            return out, None, 0
-        offset = 0
 
 
 def _sync_request(path: str, req: dict) -> dict:
