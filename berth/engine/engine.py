@@ -797,6 +797,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
             if c.state.status == Status.PAUSED:
                 self._freeze(c, False)
             self._signal(c, sig)
+            self._emit("kill", c, {"signal": str(sig)})  # as moby: kill, [kill 9], die, stop
         except Conflict:
             pass
         try:
@@ -804,6 +805,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         except TimeoutError:
             try:
                 self._signal(c, signal_mod.SIGKILL)
+                self._emit("kill", c, {"signal": str(int(signal_mod.SIGKILL))})
             except Conflict:
                 pass
             await asyncio.wait_for(done, 30)
@@ -1028,14 +1030,18 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         timestamps: bool,
         tail: int | None,
         details: bool = False,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
     ) -> AsyncIterator[tuple[int, bytes]]:
+        """Log records; ``since_ns``/``until_ns`` (exact, inclusive) take precedence over the
+        float-second ``since``/``until``, which cannot hold nanoseconds at today's epoch."""
         c = self.containers.get(id)
         lc = views.normalize_host_config(c.host_config)["LogConfig"]["Type"]
         if lc == "none":
             raise InvalidArgument("configured logging driver does not support reading")
         path = self._paths(c)["log"]
-        since_ns = int((since or 0) * 1e9)
-        until_ns = int((until or 0) * 1e9)
+        since_ns = since_ns if since_ns is not None else int((since or 0) * 1e9)
+        until_ns = until_ns if until_ns is not None else int((until or 0) * 1e9)
         # opened at its end before the read: what is written meanwhile is followed, not lost;
         # it follows rotations by inode and reads the log to its end after a remove
         follower = jsonlog.Follower(path) if follow else None

@@ -147,12 +147,13 @@ async def logs(req: Request, engine) -> None:
     tail = None if tail_s == "all" else req.qint("tail")
     if tail is not None and tail < 0:
         tail = None
-    from berth.api.routes.system import time_arg
-    since = time_arg(req.q("since"), "since") or None
-    until = time_arg(req.q("until"), "until") or None
+    from berth.api.routes.system import time_arg_ns
+    since_ns = time_arg_ns(req.q("since"), "since") or None  # exact ns: both ends are inclusive
+    until_ns = time_arg_ns(req.q("until"), "until") or None
+    exact = {k: v for k, v in (("since_ns", since_ns), ("until_ns", until_ns)) if v}
     it = engine.logs(info.get("Id", cid), stdout=stdout, stderr=stderr, follow=req.qbool("follow"),
-                     since=since, until=until, timestamps=req.qbool("timestamps"), tail=tail,
-                     details=req.qbool("details"))
+                     since=since_ns / 1e9 if since_ns else None, until=until_ns / 1e9 if until_ns else None,
+                     timestamps=req.qbool("timestamps"), tail=tail, details=req.qbool("details"), **exact)
     out = await req.start_stream(content_type=RAW_STREAM if tty else MULTIPLEXED)
     async for stream, data in it:
         await out.write(data if tty else frame(stream, data))
