@@ -372,9 +372,6 @@ def test_logs(dk):
     assert re.match(stamp + "err\n$", r.stderr), r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="containers.py logs() → engine.logs() carry since/until as float "
-                   "seconds, ~240 ns apart at today's epoch: a record at exactly --since/--until (inclusive "
-                   "in moby) drops out; system.time_arg_ns gives exact ns for the route and engine to use")
 def test_logs_since_until_exact_record_times(dk):
     name = dk.name("logtimes")
     dk("run", "--name", name, "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo t$i; sleep 0.02; done")
@@ -743,8 +740,6 @@ def test_events_live_stream(dk):
         p.wait()
 
 
-@pytest.mark.xfail(strict=True, reason="engine stop: no `kill` events (moby logs kill signal=15, then kill "
-                   "signal=9 after the timeout, before die and stop)")
 def test_events_of_a_stop(dk):
     name = dk.name("evstop")
     since = time.time()
