@@ -210,6 +210,8 @@ def test_berth_cli_tls(tls_daemon, certs):
     assert r.returncode == 0 and "Server:" in r.stdout and "1.44" in r.stdout, r
     r = _berth(*tls, "ps")
     assert r.returncode == 0 and r.stdout.split("\n")[0].startswith("CONTAINER ID"), r
+    r = _berth(*tls, "run", "--rm", "busybox", "sh", "-c", "echo berth-remote; exit 5")
+    assert (r.returncode, r.stdout) == (5, "berth-remote\n"), r
     r = _berth("--tlsverify", "--tlscacert", os.path.join(certs, "ca.pem"), "-H", tls_daemon.tcp, "ps")
     assert r.returncode != 0 and r.stdout == "", r
 
