@@ -139,6 +139,6 @@ async def run_step(b: Builder, st: Stage, argv: list[str], shown: str, *,
         b.active.discard(cid)
         if b.force_rm or (ok and b.rm) or cid in b.killed:
             with contextlib.suppress(BerthError):
-                await asyncio.shield(eng.remove(cid, force=True))
+                await asyncio.shield(eng.remove(cid, force=True, volumes=True))
             b.say(f" ---> Removed intermediate container {cid[:12]}\n")
     b._done(st)
