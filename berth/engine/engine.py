@@ -27,6 +27,7 @@ from berth.engine.build_ops import BuildOps
 from berth.engine.container_ops import ContainerOps
 from berth.engine.events import EventBus
 from berth.engine.forkserver import ForkServerClient
+from berth.engine.health import HealthMonitor
 from berth.engine.image_ops import ImageOps
 from berth.engine.monitor import Job
 from berth.engine.network_ops import NetworkOps
@@ -113,6 +114,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         self._starting: dict[str, asyncio.Task] = {}
         self._restart_tasks: dict[str, asyncio.Task] = {}
         self._execs: dict[str, dict] = {}
+        self._health: dict[str, HealthMonitor] = {}
         self.started_at = time.time()
         self._open_volumes()
         self._open_network()
@@ -282,6 +284,8 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
             raise InvalidArgument("no command specified")
         warnings: list[str] = []
         self._check_host_config(host)
+        from berth.engine import health
+        health.validate(config.get("Healthcheck"))
         if name:
             name = validate_name(name)
         else:
@@ -619,6 +623,22 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
     def _watch(self, c: Container) -> None:
         task = asyncio.get_running_loop().create_task(self._watch_exit(c.id))
         self._watch_tasks[c.id] = task
+        self._start_health(c.id)
+
+    def _start_health(self, cid: str) -> None:
+        """Run the container's health checks (if it has any) while it runs."""
+        mon = self._health.get(cid)
+        if mon is not None and mon.running and mon.task.get_loop() is asyncio.get_running_loop():
+            return
+        self._stop_health(cid)
+        mon = HealthMonitor(self, cid).start()
+        if mon.task is not None:
+            self._health[cid] = mon
+
+    def _stop_health(self, cid: str) -> None:
+        mon = self._health.pop(cid, None)
+        if mon is not None:
+            mon.stop_nowait()
 
     def _ensure_watched(self, c: Container) -> None:
         """A running container always has an exit watcher in the current event loop."""
@@ -648,6 +668,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
 
     async def _on_exit(self, cid: str, rec: dict) -> None:
         self._watch_tasks.pop(cid, None)
+        self._stop_health(cid)
         try:
             c = self.containers.get(cid)
         except NotFound:
@@ -866,6 +887,7 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         elif restart is not None:
             restart.cancel()
         _crash_point("remove:after-kill")
+        self._stop_health(c.id)
         c.state.status = Status.REMOVING
         c.state.removal_in_progress = True
         c.extra["remove_volumes"] = bool(volumes)
@@ -1384,6 +1406,8 @@ class Engine(ImageOps, ContainerOps, NetworkOps, VolumeOps, BuildOps):
         """Stop watching (containers keep running: their monitors are not our children)."""
         for t in list(self._watch_tasks.values()) + list(self._restart_tasks.values()):
             t.cancel()
+        for cid in list(self._health):
+            self._stop_health(cid)
         self.forkserver.close()
         if self.net is not None:
             running = any(c.state.status in (Status.RUNNING, Status.PAUSED) for c in self.containers.all())

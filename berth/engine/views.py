@@ -241,7 +241,7 @@ def status_text(c: Container, now: float | None = None) -> str:
             "Up "
             + human_duration(now - s.started_at)
             + (
-                f" ({s.health['Status']})"
+                f" ({'health: starting' if s.health['Status'] == 'starting' else s.health['Status']})"
                 if s.health and s.health.get("Status") not in (None, "none")
                 else ""
             )
